@@ -1,0 +1,363 @@
+//! Settings from the environment or an env file; secrets never printed.
+//!
+//! The variable names are the TypeScript services' (DESIGN §3) plus a few of
+//! our own:
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `RABBITMQ_URL` | broker URL | built from the next three |
+//! | `RABBITMQ_DEFAULT_USER` / `_PASS` / `_VHOST` | broker credentials and vhost | `guest` / `guest` / `/` |
+//! | `POSTOFFICE_URL` | PostOffice base URL, for registry lookups | none |
+//! | `{NAME}_URL` | static HTTP route for recipient `name` (e.g. `BRAIN_URL`) | none |
+//! | `STAGE7_HTTP_TOKEN` | bearer token for HTTP calls and the endpoint | none |
+//! | `STAGE7_DEADLINE_MS` | overall budget of a call | 30000 |
+//! | `STAGE7_ATTEMPT_TIMEOUT_MS` | timeout of one attempt | 10000 |
+//! | `STAGE7_MAX_MESSAGE_BYTES` | largest encoded message | 1048576 |
+//!
+//! ```
+//! use stage7_transport::Config;
+//!
+//! let config = Config::from_vars([
+//!     ("RABBITMQ_URL", "amqp://svc:s3cret@rabbit:5672/%2f"),
+//!     ("BRAIN_URL", "http://brain:5070"),
+//! ])?;
+//! assert_eq!(config.http_routes["brain"], "http://brain:5070");
+//! assert!(!format!("{config:?}").contains("s3cret"));
+//! # Ok::<(), stage7_transport::Error>(())
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::message::DEFAULT_MAX_MESSAGE_SIZE;
+use crate::stack::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE};
+
+/// Broker URL when nothing is configured: the local default broker.
+pub const DEFAULT_RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+const KNOWN_URLS: &[&str] = &["RABBITMQ_URL", "POSTOFFICE_URL"];
+
+/// A string that never shows in `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself: pass it on, never log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(\"***\")")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// `url` with any password replaced by `***`, for logs.
+///
+/// ```
+/// assert_eq!(
+///     stage7_transport::config::redact_url("amqp://user:pw@host:5672/%2f"),
+///     "amqp://user:***@host:5672/%2f"
+/// );
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
+/// Where to find the broker and peers, and the stack's main budgets.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The broker URL, credentials included.
+    pub rabbitmq_url: Secret,
+    /// The PostOffice's base URL.
+    pub postoffice_url: Option<String>,
+    /// Static HTTP routes: lowercased `{NAME}` of `{NAME}_URL` → base URL.
+    pub http_routes: BTreeMap<String, String>,
+    /// Bearer token for HTTP calls and the HTTP endpoint.
+    pub http_token: Option<Secret>,
+    /// Overall budget of a call.
+    pub deadline: Duration,
+    /// Timeout of one attempt.
+    pub attempt_timeout: Duration,
+    /// Largest encoded message, in bytes.
+    pub max_message_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            rabbitmq_url: Secret::new(DEFAULT_RABBITMQ_URL),
+            postoffice_url: None,
+            http_routes: BTreeMap::new(),
+            http_token: None,
+            deadline: DEFAULT_DEADLINE,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](crate::ErrorKind::Config) naming a variable whose value
+    /// cannot be used.
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads a file of `NAME=value` lines (`#` comments, optional quotes), as
+    /// docker-compose `.env` files are written.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](crate::ErrorKind::Config) when the file cannot be read or
+    /// a line or value is invalid.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!("cannot read {}: {e}", path.display())).with_source(e)
+        })?;
+        let mut vars = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((name, value)) = line.split_once('=') else {
+                return Err(Error::config(format!(
+                    "{}:{}: expected NAME=value",
+                    path.display(),
+                    number + 1
+                )));
+            };
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(value);
+            vars.push((name.trim().to_owned(), value.to_owned()));
+        }
+        Self::from_vars(vars)
+    }
+
+    /// Reads `NAME=value` pairs; what [`from_env`](Self::from_env) and
+    /// [`from_file`](Self::from_file) share.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](crate::ErrorKind::Config) naming a variable whose value
+    /// cannot be used.
+    pub fn from_vars<K, V>(vars: impl IntoIterator<Item = (K, V)>) -> Result<Self>
+    where
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let vars: BTreeMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect();
+        let get = |name: &str| vars.get(name).map(String::as_str).filter(|v| !v.is_empty());
+        let rabbitmq_url = Secret::new(match get("RABBITMQ_URL") {
+            Some(url) => url.to_owned(),
+            None => {
+                let user = get("RABBITMQ_DEFAULT_USER").unwrap_or("guest");
+                let pass = get("RABBITMQ_DEFAULT_PASS").unwrap_or("guest");
+                let vhost = get("RABBITMQ_DEFAULT_VHOST").unwrap_or("/");
+                format!(
+                    "amqp://{}:{}@127.0.0.1:5672/{}",
+                    percent_encode(user),
+                    percent_encode(pass),
+                    percent_encode(vhost)
+                )
+            }
+        });
+        let scheme_ok = ["amqp://", "amqps://"]
+            .iter()
+            .any(|scheme| rabbitmq_url.expose().starts_with(scheme));
+        if !scheme_ok {
+            return Err(Error::config(format!(
+                "RABBITMQ_URL must start with amqp:// or amqps://, got {}",
+                redact_url(rabbitmq_url.expose())
+            )));
+        }
+        let defaults = Self::default();
+        let millis = |name: &str, default: Duration| {
+            number(get(name), name).map(|ms| ms.map_or(default, Duration::from_millis))
+        };
+        let max_message_size =
+            match number(get("STAGE7_MAX_MESSAGE_BYTES"), "STAGE7_MAX_MESSAGE_BYTES")? {
+                Some(bytes) => usize::try_from(bytes)
+                    .map_err(|_| Error::config("STAGE7_MAX_MESSAGE_BYTES is too large"))?,
+                None => defaults.max_message_size,
+            };
+        let http_routes = vars
+            .iter()
+            .filter_map(|(name, value)| {
+                let prefix = name.strip_suffix("_URL")?;
+                let route = !KNOWN_URLS.contains(&name.as_str())
+                    && !prefix.is_empty()
+                    && value.starts_with("http");
+                route.then(|| {
+                    (
+                        prefix.to_ascii_lowercase(),
+                        value.trim_end_matches('/').to_owned(),
+                    )
+                })
+            })
+            .collect();
+        Ok(Self {
+            rabbitmq_url,
+            postoffice_url: get("POSTOFFICE_URL").map(|url| url.trim_end_matches('/').to_owned()),
+            http_routes,
+            http_token: get("STAGE7_HTTP_TOKEN").map(Secret::new),
+            deadline: millis("STAGE7_DEADLINE_MS", defaults.deadline)?,
+            attempt_timeout: millis("STAGE7_ATTEMPT_TIMEOUT_MS", defaults.attempt_timeout)?,
+            max_message_size,
+        })
+    }
+}
+
+fn number(value: Option<&str>, name: &str) -> Result<Option<u64>> {
+    value
+        .map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    Error::config(format!("{name} must be a positive whole number, got `{v}`"))
+                })
+        })
+        .transpose()
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("rabbitmq_url", &redact_url(self.rabbitmq_url.expose()))
+            .field("postoffice_url", &self.postoffice_url)
+            .field("http_routes", &self.http_routes)
+            .field("http_token", &self.http_token)
+            .field("deadline", &self.deadline)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("max_message_size", &self.max_message_size)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_the_url_from_seed_variables() {
+        let config = Config::from_vars([
+            ("RABBITMQ_DEFAULT_USER", "stage7"),
+            ("RABBITMQ_DEFAULT_PASS", "p@ss/word"),
+            ("RABBITMQ_DEFAULT_VHOST", "/"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.rabbitmq_url.expose(),
+            "amqp://stage7:p%40ss%2Fword@127.0.0.1:5672/%2F"
+        );
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("p%40ss"), "{shown}");
+        assert!(shown.contains("stage7:***@127.0.0.1"), "{shown}");
+    }
+
+    #[test]
+    fn token_is_redacted_and_numbers_checked() {
+        let config = Config::from_vars([
+            ("STAGE7_HTTP_TOKEN", "tok-123"),
+            ("STAGE7_DEADLINE_MS", "1500"),
+        ])
+        .unwrap();
+        assert_eq!(config.deadline, Duration::from_millis(1500));
+        assert!(!format!("{config:?}").contains("tok-123"));
+        let error = Config::from_vars([("STAGE7_DEADLINE_MS", "soon")]).unwrap_err();
+        assert!(error.is_config());
+        assert!(error.to_string().contains("STAGE7_DEADLINE_MS"), "{error}");
+        let error = Config::from_vars([("RABBITMQ_URL", "http://x:secret@y")]).unwrap_err();
+        assert!(!error.to_string().contains("secret"), "{error}");
+    }
+
+    #[test]
+    fn env_file_lines() {
+        let dir = std::env::temp_dir().join(format!("stage7-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".env");
+        std::fs::write(
+            &path,
+            "# comment\nexport RABBITMQ_URL=\"amqp://a:b@h:5672/%2f\"\nLIBRARIAN_URL='http://lib:5040/'\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.rabbitmq_url.expose(), "amqp://a:b@h:5672/%2f");
+        assert_eq!(config.http_routes["librarian"], "http://lib:5040");
+        std::fs::write(&path, "NOT A PAIR\n").unwrap();
+        let error = Config::from_file(&path).unwrap_err();
+        assert!(
+            error.to_string().contains(":1: expected NAME=value"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn redacts_only_the_password() {
+        assert_eq!(redact_url("amqp://host:5672"), "amqp://host:5672");
+        assert_eq!(redact_url("amqp://user@host"), "amqp://user@host");
+        assert_eq!(redact_url("amqp://u:p@h/v@x"), "amqp://u:***@h/v@x");
+    }
+}

@@ -1,0 +1,512 @@
+//! The crate's one error type.
+//!
+//! Every layer and backend returns [`Error`], so reordering layers never nests
+//! error types. An error says two things:
+//!
+//! * **what happened** — its [`ErrorKind`] (`Timeout`, `CircuitOpen`,
+//!   `NoRoute`, `Handler`, …), and
+//! * **what is safe to do next** — its [`ErrorClass`]:
+//!   [`NotDelivered`](ErrorClass::NotDelivered) (the message certainly did not
+//!   reach a receiver: falling back and retrying are safe),
+//!   [`UnknownOutcome`](ErrorClass::UnknownOutcome) (it may have arrived:
+//!   repeating it is safe only because receivers de-duplicate on the message
+//!   `id`) or [`Rejected`](ErrorClass::Rejected) (a receiver or the input said
+//!   no: repeating it cannot help).
+//!
+//! The retry, fallback and circuit-breaker layers decide from the class alone.
+//!
+//! ```
+//! use stage7_transport::{Error, ErrorClass};
+//!
+//! let error = Error::not_delivered("peer refused the connection");
+//! assert!(error.is_not_delivered());
+//! assert_eq!(error.class(), ErrorClass::NotDelivered);
+//! assert!(error.is_retryable(false));
+//! ```
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use crate::transport::Route;
+
+/// A type-erased error, as tower uses for `Service::Error` bounds.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What is safe to do after an error: the decision every resilience layer
+/// makes is a function of this alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The message certainly did not reach a receiver: connection down before
+    /// publish, broker nack, unroutable return, circuit open, connection
+    /// refused, overloaded peer. Falling back and retrying are always safe.
+    NotDelivered,
+    /// The message may have reached a receiver: timeout after publish,
+    /// connection lost with a reply pending, `5xx` after the request was sent.
+    /// Repeating it is safe only because receivers de-duplicate on `id`.
+    UnknownOutcome,
+    /// A receiver or the input refused the message: handler error, bad input,
+    /// unauthorized, too large. Repeating it cannot succeed; never retried.
+    Rejected,
+}
+
+impl ErrorClass {
+    /// A short lowercase name, used in logs and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::NotDelivered => "not_delivered",
+            Self::UnknownOutcome => "unknown_outcome",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotDelivered => "not delivered",
+            Self::UnknownOutcome => "outcome unknown",
+            Self::Rejected => "rejected",
+        })
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No connection to the broker or peer: not yet connected, refused,
+    /// reconnecting, or the peer is shutting down.
+    Unavailable,
+    /// Nothing is bound to receive for the recipient (AMQP `NO_ROUTE`,
+    /// unknown recipient in the resolver, HTTP `404`).
+    NoRoute,
+    /// The broker or peer refused to take the message now: broker nack,
+    /// `429`, `503` from our own endpoint, connection blocked.
+    Overloaded,
+    /// A circuit breaker is open for the recipient; see
+    /// [`Error::circuit_key`] and [`Error::retry_after`].
+    CircuitOpen,
+    /// No answer within the attempt timeout or the call deadline.
+    Timeout,
+    /// The connection or channel was lost while the call was in flight.
+    ConnectionLost,
+    /// The receiving handler returned an error.
+    Handler,
+    /// The message is not a valid Stage7 message: malformed JSON, wrong field
+    /// types, missing fields, wrong content type.
+    InvalidMessage,
+    /// Missing or wrong credentials.
+    Unauthorized,
+    /// The encoded message exceeds the configured size limit.
+    TooLarge,
+    /// The peer answered in a way the protocol does not allow (unexpected
+    /// status, undecodable reply).
+    Protocol,
+    /// The transport or stack was configured with invalid settings.
+    Config,
+    /// The transport was shut down by its owner.
+    Closed,
+}
+
+impl ErrorKind {
+    /// A short lowercase name, used in logs, metric labels and the `kind`
+    /// field of HTTP error bodies.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unavailable => "unavailable",
+            Self::NoRoute => "no_route",
+            Self::Overloaded => "overloaded",
+            Self::CircuitOpen => "circuit_open",
+            Self::Timeout => "timeout",
+            Self::ConnectionLost => "connection_lost",
+            Self::Handler => "handler",
+            Self::InvalidMessage => "invalid_message",
+            Self::Unauthorized => "unauthorized",
+            Self::TooLarge => "too_large",
+            Self::Protocol => "protocol",
+            Self::Config => "config",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// Parses [`as_str`](Self::as_str)'s output, as received in error
+    /// replies from a peer.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "unavailable" => Self::Unavailable,
+            "no_route" => Self::NoRoute,
+            "overloaded" => Self::Overloaded,
+            "circuit_open" => Self::CircuitOpen,
+            "timeout" => Self::Timeout,
+            "connection_lost" => Self::ConnectionLost,
+            "handler" => Self::Handler,
+            "invalid_message" => Self::InvalidMessage,
+            "unauthorized" => Self::Unauthorized,
+            "too_large" => Self::TooLarge,
+            "protocol" => Self::Protocol,
+            "config" => Self::Config,
+            "closed" => Self::Closed,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of every transport, layer and endpoint in this crate.
+///
+/// One pointer wide; cheap to move through `Result`s. Inspect it with the
+/// predicates ([`is_not_delivered`](Self::is_not_delivered),
+/// [`is_timeout`](Self::is_timeout), …) or [`kind`](Self::kind) and
+/// [`class`](Self::class); the underlying cause, if any, is its
+/// [`source`](StdError::source).
+pub struct Error {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    class: ErrorClass,
+    route: Option<Route>,
+    detail: Cow<'static, str>,
+    key: Option<Box<str>>,
+    retry_after: Option<Duration>,
+    source: Option<BoxError>,
+    fallback_from: Option<Error>,
+}
+
+impl Error {
+    /// An error of the given kind and class. Prefer the class constructors
+    /// ([`not_delivered`](Self::not_delivered), …) unless the kind matters.
+    pub fn new(kind: ErrorKind, class: ErrorClass, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                class,
+                route: None,
+                detail: detail.into(),
+                key: None,
+                retry_after: None,
+                source: None,
+                fallback_from: None,
+            }),
+        }
+    }
+
+    /// The message did not reach a receiver (kind
+    /// [`Unavailable`](ErrorKind::Unavailable)). For custom backends.
+    pub fn not_delivered(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Unavailable, ErrorClass::NotDelivered, detail)
+    }
+
+    /// The message may have reached a receiver (kind
+    /// [`ConnectionLost`](ErrorKind::ConnectionLost)). For custom backends.
+    pub fn unknown_outcome(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(
+            ErrorKind::ConnectionLost,
+            ErrorClass::UnknownOutcome,
+            detail,
+        )
+    }
+
+    /// A receiver refused the message (kind [`Handler`](ErrorKind::Handler)).
+    /// For custom backends and handlers.
+    pub fn rejected(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Handler, ErrorClass::Rejected, detail)
+    }
+
+    pub(crate) fn timeout(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Timeout, ErrorClass::UnknownOutcome, detail)
+    }
+
+    pub(crate) fn config(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::Config, ErrorClass::Rejected, detail)
+    }
+
+    pub(crate) fn too_large(size: usize, limit: usize) -> Self {
+        Self::new(
+            ErrorKind::TooLarge,
+            ErrorClass::Rejected,
+            format!("message of {size} bytes exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    pub(crate) fn invalid(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorKind::InvalidMessage, ErrorClass::Rejected, detail)
+    }
+
+    pub(crate) fn no_route(recipient: &str) -> Self {
+        Self::new(
+            ErrorKind::NoRoute,
+            ErrorClass::NotDelivered,
+            format!("no receiver for recipient `{recipient}`"),
+        )
+        .with_key(recipient)
+    }
+
+    pub(crate) fn circuit_open(key: &str, retry_after: Option<Duration>) -> Self {
+        let detail = match retry_after {
+            Some(wait) => format!(
+                "circuit open for `{key}`; next attempt allowed in {} ms",
+                wait.as_millis()
+            ),
+            None => format!("circuit open for `{key}`"),
+        };
+        let error =
+            Self::new(ErrorKind::CircuitOpen, ErrorClass::NotDelivered, detail).with_key(key);
+        match retry_after {
+            Some(wait) => error.with_retry_after(wait),
+            None => error,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.inner.source = Some(source.into());
+        self
+    }
+
+    /// Records which route produced the error.
+    pub fn with_route(mut self, route: Route) -> Self {
+        self.inner.route = Some(route);
+        self
+    }
+
+    /// Records how long the peer asked us to wait before trying again.
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.inner.retry_after = Some(retry_after);
+        self
+    }
+
+    /// Records that this error came from the fallback route after `primary`
+    /// failed. The class becomes the more cautious of the two: if the
+    /// primary attempt may have arrived, so may the call.
+    pub(crate) fn after(mut self, primary: Error) -> Self {
+        if self.inner.class != ErrorClass::Rejected && primary.is_unknown_outcome() {
+            self.inner.class = ErrorClass::UnknownOutcome;
+        }
+        self.inner.fallback_from = Some(primary);
+        self
+    }
+
+    pub(crate) fn with_key(mut self, key: &str) -> Self {
+        self.inner.key = Some(key.into());
+        self
+    }
+
+    /// What happened.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// What is safe to do next.
+    pub fn class(&self) -> ErrorClass {
+        self.inner.class
+    }
+
+    /// The route that produced the error, when a backend did.
+    pub fn route(&self) -> Option<Route> {
+        self.inner.route
+    }
+
+    /// The human-readable description, without route or class.
+    pub fn detail(&self) -> &str {
+        &self.inner.detail
+    }
+
+    /// The breaker key for [`CircuitOpen`](ErrorKind::CircuitOpen), or the
+    /// recipient for [`NoRoute`](ErrorKind::NoRoute).
+    pub fn circuit_key(&self) -> Option<&str> {
+        self.inner.key.as_deref()
+    }
+
+    /// How long to wait before trying again: the remaining break of an open
+    /// circuit, or a peer's `Retry-After`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
+    }
+
+    /// The primary route's error, when this error comes from the fallback
+    /// route.
+    pub fn fallback_from(&self) -> Option<&Error> {
+        self.inner.fallback_from.as_ref()
+    }
+
+    /// The message certainly did not reach a receiver: safe to fall back and
+    /// retry.
+    pub fn is_not_delivered(&self) -> bool {
+        self.inner.class == ErrorClass::NotDelivered
+    }
+
+    /// The message may have reached a receiver.
+    pub fn is_unknown_outcome(&self) -> bool {
+        self.inner.class == ErrorClass::UnknownOutcome
+    }
+
+    /// A receiver or the input refused the message; never worth repeating.
+    pub fn is_rejected(&self) -> bool {
+        self.inner.class == ErrorClass::Rejected
+    }
+
+    /// A circuit breaker refused the call without trying.
+    pub fn is_circuit_open(&self) -> bool {
+        self.inner.kind == ErrorKind::CircuitOpen
+    }
+
+    /// An attempt timeout or the call deadline elapsed.
+    pub fn is_timeout(&self) -> bool {
+        self.inner.kind == ErrorKind::Timeout
+    }
+
+    /// The message exceeds the size limit.
+    pub fn is_too_large(&self) -> bool {
+        self.inner.kind == ErrorKind::TooLarge
+    }
+
+    /// Invalid configuration.
+    pub fn is_config(&self) -> bool {
+        self.inner.kind == ErrorKind::Config
+    }
+
+    /// Whether sending the same message again could succeed without running
+    /// a handler twice. `receivers_deduplicate` says whether receivers drop
+    /// repeated `id`s (true for every receiver built with this crate).
+    pub fn is_retryable(&self, receivers_deduplicate: bool) -> bool {
+        match self.inner.class {
+            ErrorClass::NotDelivered => true,
+            ErrorClass::UnknownOutcome => receivers_deduplicate,
+            ErrorClass::Rejected => false,
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind)
+            .field("class", &self.inner.class);
+        if let Some(route) = self.inner.route {
+            d.field("route", &route);
+        }
+        d.field("detail", &self.inner.detail);
+        if let Some(key) = &self.inner.key {
+            d.field("key", key);
+        }
+        if let Some(retry_after) = self.inner.retry_after {
+            d.field("retry_after", &retry_after);
+        }
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        if let Some(primary) = &self.inner.fallback_from {
+            d.field("fallback_from", primary);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(route) = self.inner.route {
+            write!(f, "{route}: ")?;
+        }
+        write!(f, "{} ({})", self.inner.detail, self.inner.class)?;
+        if let Some(primary) = &self.inner.fallback_from {
+            write!(f, "; after {primary}")?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|source| source as &(dyn StdError + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_send_sync() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+    }
+
+    #[test]
+    fn error_size_of() {
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+        assert_eq!(
+            std::mem::size_of::<Result<()>>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
+    fn class_decides_retry() {
+        let lost = Error::unknown_outcome("connection reset after publish");
+        assert!(lost.is_retryable(true));
+        assert!(!lost.is_retryable(false));
+        assert!(!Error::rejected("handler failed").is_retryable(true));
+        assert!(Error::not_delivered("refused").is_retryable(false));
+    }
+
+    #[test]
+    fn circuit_open_names_key_and_wait() {
+        let error = Error::circuit_open("brain", Some(Duration::from_millis(250)));
+        assert!(error.is_circuit_open());
+        assert!(error.is_not_delivered());
+        assert_eq!(error.circuit_key(), Some("brain"));
+        assert_eq!(error.retry_after(), Some(Duration::from_millis(250)));
+        assert_eq!(
+            error.to_string(),
+            "circuit open for `brain`; next attempt allowed in 250 ms (not delivered)"
+        );
+    }
+
+    #[test]
+    fn display_names_route_and_source_chains() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error = Error::not_delivered("connect failed")
+            .with_route(Route::Http)
+            .with_source(io);
+        assert_eq!(error.to_string(), "http: connect failed (not delivered)");
+        let source = error.source().map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("refused"));
+    }
+
+    #[test]
+    fn kind_names_round_trip() {
+        for kind in [
+            ErrorKind::Unavailable,
+            ErrorKind::NoRoute,
+            ErrorKind::Overloaded,
+            ErrorKind::CircuitOpen,
+            ErrorKind::Timeout,
+            ErrorKind::ConnectionLost,
+            ErrorKind::Handler,
+            ErrorKind::InvalidMessage,
+            ErrorKind::Unauthorized,
+            ErrorKind::TooLarge,
+            ErrorKind::Protocol,
+            ErrorKind::Config,
+            ErrorKind::Closed,
+        ] {
+            assert_eq!(ErrorKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ErrorKind::parse("nonsense"), None);
+    }
+}

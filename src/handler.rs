@@ -1,0 +1,111 @@
+//! The receiving side's contract: what runs when a message arrives.
+//!
+//! A handler is any [`tower::Service`] taking a [`Message`] and answering with
+//! an optional reply. The reply is sent back for synchronous messages and
+//! ignored for the rest; an error becomes an error reply (synchronous) or a
+//! dead letter (asynchronous). Errors may be any type: a crate [`Error`] keeps
+//! its kind and class, anything else becomes
+//! [`Handler`](crate::ErrorKind::Handler) / [`Rejected`](crate::ErrorClass::Rejected).
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use serde_json::json;
+//! use stage7_transport::{BoxHandler, Message};
+//!
+//! let echo = tower::service_fn(|message: Message| async move {
+//!     let content = message.content().cloned().unwrap_or_default();
+//!     Ok::<_, Infallible>(Some(message.reply(content)))
+//! });
+//! let _handler = BoxHandler::new(echo);
+//! ```
+
+use std::fmt;
+use std::task::{Context, Poll};
+
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceExt};
+
+use crate::error::{BoxError, Error};
+use crate::message::Message;
+
+/// A [`Service`] that receives messages. Implemented for every service of the
+/// right shape.
+pub trait Handler:
+    Service<Message, Response = Option<Message>, Error: Into<BoxError>, Future: Send + 'static>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<H> Handler for H where
+    H: Service<Message, Response = Option<Message>, Error: Into<BoxError>, Future: Send + 'static>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Turns a handler's error into the crate [`Error`]: kept as is when it is
+/// one, otherwise a rejected [`Handler`](crate::ErrorKind::Handler) error
+/// carrying its text.
+pub fn handler_error(error: impl Into<BoxError>) -> Error {
+    match error.into().downcast::<Error>() {
+        Ok(error) => *error,
+        Err(other) => Error::rejected(format!("handler failed: {other}")).with_source(other),
+    }
+}
+
+/// A type-erased, clonable [`Handler`] whose errors are the crate [`Error`].
+#[derive(Clone)]
+pub struct BoxHandler {
+    inner: BoxCloneSyncService<Message, Option<Message>, Error>,
+}
+
+impl BoxHandler {
+    /// Erases the type of `handler`.
+    pub fn new<H: Handler>(handler: H) -> Self {
+        Self {
+            inner: BoxCloneSyncService::new(handler.map_err(handler_error)),
+        }
+    }
+}
+
+impl Service<Message> for BoxHandler {
+    type Response = Option<Message>;
+    type Error = Error;
+    type Future =
+        <BoxCloneSyncService<Message, Option<Message>, Error> as Service<Message>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, message: Message) -> Self::Future {
+        self.inner.call(message)
+    }
+}
+
+impl fmt::Debug for BoxHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BoxHandler").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn crate_errors_keep_their_kind() {
+        let error = handler_error(Error::not_delivered("busy"));
+        assert!(error.is_not_delivered());
+        let error = handler_error("disk full");
+        assert_eq!(error.kind(), ErrorKind::Handler);
+        assert!(error.is_rejected());
+        assert_eq!(error.detail(), "handler failed: disk full");
+    }
+}

@@ -1,0 +1,241 @@
+//! Breaker settings, validated when built.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::layer::CircuitBreakerLayer;
+use super::registry::Registry;
+use super::state::{FailureRate, Settings};
+use crate::error::{Error, ErrorClass, ErrorKind, Result};
+
+/// Default: trip after 5 failures in a row.
+pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
+/// Default: trip at a 50 % failure rate…
+pub const DEFAULT_FAILURE_RATE: f32 = 0.5;
+/// …over the last 20 calls…
+pub const DEFAULT_WINDOW: u32 = 20;
+/// …once 10 of them are counted.
+pub const DEFAULT_MIN_CALLS: u32 = 10;
+/// Default first break: 250 ms, short because the fallback branch carries
+/// the traffic meanwhile and the primary should be probed again soon.
+pub const DEFAULT_BREAK: Duration = Duration::from_millis(250);
+/// Default growth of the break per open in a row: ×2.
+pub const DEFAULT_BREAK_GROWTH: f32 = 2.0;
+/// Default longest break: 1 s, so a recovered broker is probed within a
+/// second.
+pub const DEFAULT_MAX_BREAK: Duration = Duration::from_secs(1);
+/// Default probes admitted while half-open: 1.
+pub const DEFAULT_HALF_OPEN_PROBES: u32 = 1;
+/// Default number of keys with their own circuit: 1024.
+pub const DEFAULT_MAX_KEYS: usize = 1024;
+
+/// How a call's result counts for the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The path works.
+    Success,
+    /// The path is failing.
+    Failure,
+    /// Says nothing about the path; a probe that ends this way frees its slot.
+    Ignore,
+}
+
+pub(crate) type Classifier = Arc<dyn Fn(&Error) -> Outcome + Send + Sync>;
+
+/// The default classification of errors:
+///
+/// * [`NotDelivered`](ErrorClass::NotDelivered) and
+///   [`UnknownOutcome`](ErrorClass::UnknownOutcome) are failures of the path;
+/// * [`Rejected`](ErrorClass::Rejected) errors are successes — a peer that
+///   answers "no" is reachable — except those raised before anything was
+///   sent ([`TooLarge`](ErrorKind::TooLarge), [`Config`](ErrorKind::Config)),
+///   which are ignored;
+/// * [`CircuitOpen`](ErrorKind::CircuitOpen) from a breaker further in is
+///   ignored.
+pub fn classify(error: &Error) -> Outcome {
+    match (error.class(), error.kind()) {
+        (_, ErrorKind::CircuitOpen | ErrorKind::TooLarge | ErrorKind::Config) => Outcome::Ignore,
+        (ErrorClass::NotDelivered | ErrorClass::UnknownOutcome, _) => Outcome::Failure,
+        (ErrorClass::Rejected, _) => Outcome::Success,
+    }
+}
+
+/// Settings for a [`CircuitBreakerLayer`], validated by [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use stage7_transport::layer::circuit_breaker::CircuitBreakerLayer;
+///
+/// let layer = CircuitBreakerLayer::builder()
+///     .name("amqp")
+///     .consecutive_failures(Some(3))
+///     .failure_rate(None)
+///     .break_duration(Duration::from_millis(100))
+///     .half_open_probes(2)
+///     .build()?;
+/// # Ok::<(), stage7_transport::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Builder {
+    name: String,
+    settings: Settings,
+    max_keys: usize,
+    classify: Classifier,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            name: "breaker".to_owned(),
+            settings: Settings {
+                consecutive_failures: Some(DEFAULT_CONSECUTIVE_FAILURES),
+                failure_rate: Some(FailureRate {
+                    threshold: DEFAULT_FAILURE_RATE,
+                    window: DEFAULT_WINDOW,
+                    min_calls: DEFAULT_MIN_CALLS,
+                }),
+                break_duration: DEFAULT_BREAK,
+                break_growth: DEFAULT_BREAK_GROWTH,
+                max_break: DEFAULT_MAX_BREAK,
+                half_open_probes: DEFAULT_HALF_OPEN_PROBES,
+            },
+            max_keys: DEFAULT_MAX_KEYS,
+            classify: Arc::new(classify),
+        }
+    }
+}
+
+impl Builder {
+    /// The breaker's name in logs and metric labels. Default `"breaker"`;
+    /// the stack names its breakers after their routes.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Trip after this many failures in a row; `None` disables the rule.
+    /// Default [`DEFAULT_CONSECUTIVE_FAILURES`].
+    pub fn consecutive_failures(mut self, failures: Option<u32>) -> Self {
+        self.settings.consecutive_failures = failures;
+        self
+    }
+
+    /// Trip at this failure share over the last `window` calls, once
+    /// `min_calls` are counted; `None` disables the rule. Default
+    /// [`DEFAULT_FAILURE_RATE`] over [`DEFAULT_WINDOW`] with
+    /// [`DEFAULT_MIN_CALLS`].
+    pub fn failure_rate(mut self, rate: Option<(f32, u32, u32)>) -> Self {
+        self.settings.failure_rate = rate.map(|(threshold, window, min_calls)| FailureRate {
+            threshold,
+            window,
+            min_calls,
+        });
+        self
+    }
+
+    /// The first break. Default [`DEFAULT_BREAK`].
+    pub fn break_duration(mut self, duration: Duration) -> Self {
+        self.settings.break_duration = duration;
+        self
+    }
+
+    /// How much longer each further open in a row lasts. Default
+    /// [`DEFAULT_BREAK_GROWTH`]; 1 keeps it constant.
+    pub fn break_growth(mut self, growth: f32) -> Self {
+        self.settings.break_growth = growth;
+        self
+    }
+
+    /// The longest break. Default [`DEFAULT_MAX_BREAK`].
+    pub fn max_break(mut self, duration: Duration) -> Self {
+        self.settings.max_break = duration;
+        self
+    }
+
+    /// Probes admitted while half-open, all of which must succeed to close.
+    /// Default [`DEFAULT_HALF_OPEN_PROBES`].
+    pub fn half_open_probes(mut self, probes: u32) -> Self {
+        self.settings.half_open_probes = probes;
+        self
+    }
+
+    /// How many keys get a circuit of their own. Past it, the least recently
+    /// used closed circuit is recycled; when none is closed, new keys share
+    /// one overflow circuit. Default [`DEFAULT_MAX_KEYS`].
+    pub fn max_keys(mut self, keys: usize) -> Self {
+        self.max_keys = keys;
+        self
+    }
+
+    /// How results count; default [`classify`].
+    pub fn classify(
+        mut self,
+        classify: impl Fn(&Error) -> Outcome + Send + Sync + 'static,
+    ) -> Self {
+        self.classify = Arc::new(classify);
+        self
+    }
+
+    /// Checks the settings and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](ErrorKind::Config) naming the first invalid setting.
+    pub fn build(self) -> Result<CircuitBreakerLayer> {
+        let s = &self.settings;
+        let invalid = |what: String| {
+            Err(Error::config(format!(
+                "circuit breaker `{}`: {what}",
+                self.name
+            )))
+        };
+        if s.consecutive_failures.is_none() && s.failure_rate.is_none() {
+            return invalid("needs a trip rule: consecutive failures or a failure rate".into());
+        }
+        if s.consecutive_failures == Some(0) {
+            return invalid("consecutive failures must be at least 1".into());
+        }
+        if let Some(rate) = s.failure_rate {
+            if !(rate.threshold > 0.0 && rate.threshold <= 1.0) {
+                return invalid(format!(
+                    "failure rate must be in (0, 1], got {}",
+                    rate.threshold
+                ));
+            }
+            if rate.window == 0 || rate.min_calls > rate.window {
+                return invalid(format!(
+                    "failure-rate window ({}) must be at least 1 and hold min_calls ({})",
+                    rate.window, rate.min_calls
+                ));
+            }
+        }
+        if s.break_duration.is_zero() || s.max_break < s.break_duration {
+            return invalid(format!(
+                "break duration ({:?}) must be positive and at most max_break ({:?})",
+                s.break_duration, s.max_break
+            ));
+        }
+        if !s.break_growth.is_finite() || s.break_growth < 1.0 {
+            return invalid(format!(
+                "break growth must be a finite number >= 1, got {}",
+                s.break_growth
+            ));
+        }
+        if s.half_open_probes == 0 || self.max_keys == 0 {
+            return invalid("half-open probes and max keys must be at least 1".into());
+        }
+        let registry = Registry::new(&self.name, self.settings, self.max_keys, self.classify);
+        Ok(CircuitBreakerLayer::from_registry(Arc::new(registry)))
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("settings", &self.settings)
+            .field("max_keys", &self.max_keys)
+            .finish_non_exhaustive()
+    }
+}

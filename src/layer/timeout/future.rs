@@ -1,0 +1,136 @@
+//! Future types
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep_until};
+
+use crate::error::{Error, ErrorClass, ErrorKind};
+
+/// When a [`ResponseFuture`] gives up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Limit {
+    /// An attempt timeout: the clock starts when the inner future first
+    /// returns `Pending` (a ready answer never reads the clock), capped by the
+    /// call deadline.
+    Attempt {
+        timeout: Duration,
+        deadline: Option<Instant>,
+    },
+    /// The call deadline set by the [`Deadline`](crate::layer::deadline) layer.
+    Call { budget: Duration, deadline: Instant },
+}
+
+impl Limit {
+    fn deadline(self) -> Instant {
+        match self {
+            Self::Attempt { timeout, deadline } => {
+                let attempt = Instant::now() + timeout;
+                deadline.map_or(attempt, |deadline| deadline.min(attempt))
+            }
+            Self::Call { deadline, .. } => deadline,
+        }
+    }
+
+    fn error(self) -> Error {
+        match self {
+            Self::Attempt { timeout, .. } => Error::timeout(format!(
+                "no answer within the attempt timeout of {} ms or the call deadline",
+                timeout.as_millis()
+            )),
+            Self::Call { budget, .. } => Error::timeout(format!(
+                "call deadline of {} ms exceeded",
+                budget.as_millis()
+            )),
+        }
+    }
+
+    /// The error for a call whose deadline passed before it was tried.
+    pub(crate) fn expired(self) -> Error {
+        Error::new(
+            ErrorKind::Timeout,
+            ErrorClass::NotDelivered,
+            "call deadline passed before the message was sent",
+        )
+    }
+}
+
+pin_project! {
+    /// Response future of [`Timeout`](super::Timeout) and
+    /// [`Deadline`](crate::layer::deadline::Deadline): the inner future raced
+    /// against a timer, which is created only if the inner future is not
+    /// ready at once.
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    #[derive(Debug)]
+    enum State<F> {
+        Running {
+            #[pin]
+            inner: F,
+            #[pin]
+            sleep: Option<Sleep>,
+            limit: Limit,
+        },
+        Expired { error: Option<Error> },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(inner: F, limit: Limit) -> Self {
+        Self {
+            state: State::Running {
+                inner,
+                sleep: None,
+                limit,
+            },
+        }
+    }
+
+    pub(crate) fn expired(error: Error) -> Self {
+        Self {
+            state: State::Expired { error: Some(error) },
+        }
+    }
+}
+
+impl<F, T> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, Error>>,
+{
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Running {
+                inner,
+                mut sleep,
+                limit,
+            } => {
+                if let Poll::Ready(result) = inner.poll(cx) {
+                    return Poll::Ready(result);
+                }
+                if sleep.is_none() {
+                    sleep.set(Some(sleep_until(limit.deadline())));
+                }
+                if let Some(sleep) = sleep.as_pin_mut() {
+                    ready!(sleep.poll(cx));
+                }
+                Poll::Ready(Err(limit.error()))
+            }
+            StateProj::Expired { error } => {
+                Poll::Ready(Err(error.take().expect("polled after completion")))
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! One reliable way for services to talk: `transport.call(message)`.
+//!
+//! `stage7-transport` sends [`Message`]s between services through a
+//! [`tower`] stack — deadline, retries with backoff, a circuit breaker per
+//! recipient, fallback, metrics and tracing — over interchangeable
+//! backends: RabbitMQ (AMQP 0-9-1) first, HTTP as the fallback, and an
+//! in-memory bus for tests. It is the Rust side of the Stage7 agent
+//! platform's messaging and speaks the same JSON wire format as its
+//! TypeScript services.
+//!
+//! # The stack
+//!
+//! Outermost first, as [`TransportBuilder`] assembles it:
+//!
+//! | layer | does |
+//! |---|---|
+//! | [`Metrics`](layer::metrics) (call) | counts and times whole calls, opens a tracing span |
+//! | [`Deadline`](layer::deadline) | an overall budget, visible to every layer below |
+//! | [`Retry`](layer::retry) | jittered backoff within a budget, only when the error class allows |
+//! | [`Fallback`](layer::fallback) | primary branch, then secondary when safe |
+//! | [`Metrics`](layer::metrics) (attempt) | per-branch counts and times |
+//! | [`CircuitBreaker`](layer::circuit_breaker) | per recipient: closed, open, half-open |
+//! | [`Timeout`](layer::timeout) | per attempt |
+//! | backend | [`MemoryTransport`], or your own [`Transport`] |
+//!
+//! What each layer does with a failure depends only on the error's
+//! [`ErrorClass`]: [`NotDelivered`](ErrorClass::NotDelivered) is always
+//! safe to retry and fall back on, [`UnknownOutcome`](ErrorClass::UnknownOutcome)
+//! only because receivers de-duplicate on the message id, and
+//! [`Rejected`](ErrorClass::Rejected) never.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use serde_json::json;
+//! use stage7_transport::{MemoryTransport, Message, Route, TransportBuilder};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), stage7_transport::Error> {
+//! let bus = MemoryTransport::new();
+//! bus.register("brain-1", "Brain", tower::service_fn(|m: Message| async move {
+//!     Ok::<_, Infallible>(Some(m.reply(json!({"answer": 42}))))
+//! }));
+//!
+//! let transport = TransportBuilder::new(bus).build()?;
+//! let delivery = transport.oneshot(Message::request("Brain", json!({"q": "?"}))).await?;
+//! assert_eq!(delivery.route(), Route::Memory);
+//! assert_eq!(delivery.reply().and_then(|r| r.content()), Some(&json!({"answer": 42})));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Features
+//!
+//! * `cli` (default): the `stage7` binary's dependencies.
+//! * `rustls`: `amqps://` URLs.
+//!
+//! # Minimum supported Rust version
+//!
+//! 1.88, the version lapin 4 requires.
+
+pub mod config;
+pub mod error;
+pub mod handler;
+pub mod layer;
+pub mod memory;
+pub mod message;
+pub mod stack;
+pub mod transport;
+
+pub use crate::config::{Config, Secret};
+pub use crate::error::{BoxError, Error, ErrorClass, ErrorKind, Result};
+pub use crate::handler::{BoxHandler, Handler};
+pub use crate::memory::{Fault, MemoryTransport};
+pub use crate::message::{Codec, Message, MessageType};
+pub use crate::stack::{BranchConfig, Stack, TransportBuilder};
+pub use crate::transport::{BoxTransport, Delivery, Route, Transport};

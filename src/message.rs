@@ -1,0 +1,855 @@
+//! The Stage7 message and its JSON wire format.
+//!
+//! A [`Message`] is what every Stage7 service sends: camelCase JSON with an
+//! `id`, a [`MessageType`], a `sender`, an optional `recipient` and `content`,
+//! and the WebSocket routing fields. Fields this crate does not know are kept
+//! and written back unchanged, so a message decoded here and forwarded
+//! elsewhere loses nothing.
+//!
+//! Cloning a message is one reference-count increment: retry and fallback
+//! keep a copy of every request.
+//!
+//! ```
+//! use serde_json::json;
+//! use stage7_transport::{Message, MessageType};
+//!
+//! let message = Message::new(MessageType::Request)
+//!     .with_recipient("Brain")
+//!     .with_content(json!({"prompt": "hi"}))
+//!     .with_sync(true);
+//! let bytes = message.to_json()?;
+//! let decoded = Message::from_json(&bytes)?;
+//! assert_eq!(decoded, message);
+//! assert_eq!(decoded.kind(), &MessageType::Request);
+//! # Ok::<(), stage7_transport::Error>(())
+//! ```
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+
+/// The default limit on an encoded message: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+
+macro_rules! message_types {
+    ($($(#[$doc:meta])* $variant:ident => $wire:literal,)*) => {
+        /// The `type` of a message: every value Stage7's services use, and
+        /// any other string kept verbatim in [`Other`](MessageType::Other).
+        ///
+        /// Matching is exact: `REGISTER` is [`Register`](MessageType::Register),
+        /// `register` is `Other("register")`, so a round trip never changes
+        /// the text.
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum MessageType {
+            $($(#[$doc])* #[doc = concat!("`", $wire, "`")] $variant,)*
+            /// Any type this crate does not name, kept verbatim.
+            Other(Box<str>),
+        }
+
+        impl MessageType {
+            /// The wire text of this type.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $wire,)*
+                    Self::Other(other) => other,
+                }
+            }
+
+            /// The type whose wire text is `text`.
+            pub fn parse(text: &str) -> Self {
+                match text {
+                    $($wire => Self::$variant,)*
+                    other => Self::Other(other.into()),
+                }
+            }
+        }
+    };
+}
+
+message_types! {
+    Statement => "statement",
+    Request => "request",
+    Response => "response",
+    Answer => "answer",
+    AgentStatistics => "agentStatistics",
+    Connect => "connect",
+    Pause => "pause",
+    Abort => "abort",
+    Resume => "resume",
+    Save => "save",
+    Load => "load",
+    ListMissions => "listMissions",
+    ReconnectMission => "reconnectMission",
+    WorkProductUpdate => "workProductUpdate",
+    Register => "REGISTER",
+    AgentUpdate => "agentUpdate",
+    AgentMessage => "agentMessage",
+    CreateMission => "createMission",
+    StatusUpdate => "statusUpdate",
+    StepFailure => "stepFailure",
+    UserMessage => "userMessage",
+    ChatRequest => "chatRequest",
+    ChatResponse => "chatResponse",
+    GenerateRequest => "generateRequest",
+    GenerateResponse => "generateResponse",
+    PluginExecution => "pluginExecution",
+    PluginResult => "pluginResult",
+    PluginError => "pluginError",
+    PluginProgress => "pluginProgress",
+    PluginCancel => "pluginCancel",
+    CoordinationMessage => "coordinationMessage",
+    UserInputResponse => "userInputResponse",
+    SharedFilesUpdate => "sharedFilesUpdate",
+}
+
+impl fmt::Display for MessageType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for MessageType {
+    fn from(text: &str) -> Self {
+        Self::parse(text)
+    }
+}
+
+impl Serialize for MessageType {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageType {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Ok(Self::parse(&text))
+    }
+}
+
+/// A Stage7 message. See the [module docs](self) for the wire format.
+///
+/// Besides its wire fields a message carries a call [`deadline`](Self::deadline)
+/// that never goes on the wire: the [`Deadline`](crate::layer::deadline) layer
+/// sets it and backends read it (the AMQP backend turns it into the message
+/// expiration).
+///
+/// # Clone
+///
+/// Cloning shares the fields; the `with_*` and `set_*` methods copy them only
+/// when another clone still holds them.
+#[derive(Clone)]
+pub struct Message {
+    fields: Arc<Fields>,
+    deadline: Option<Instant>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Fields {
+    id: String,
+    kind: MessageType,
+    sender: String,
+    recipient: Option<String>,
+    content: Option<Value>,
+    requires_sync: Option<bool>,
+    timestamp: Option<String>,
+    client_id: Option<String>,
+    mission_id: Option<String>,
+    visibility: Option<String>,
+    data: Option<Value>,
+    extra: Map<String, Value>,
+}
+
+/// A fresh message id: a UUID v7, so ids sort by creation time.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// The current time as ISO-8601 with milliseconds, as Stage7 stamps messages.
+pub fn now_timestamp() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+impl Message {
+    /// A message of the given type with a fresh id and nothing else set.
+    pub fn new(kind: impl Into<MessageType>) -> Self {
+        Self {
+            fields: Arc::new(Fields {
+                id: new_id(),
+                kind: kind.into(),
+                sender: String::new(),
+                recipient: None,
+                content: None,
+                requires_sync: None,
+                timestamp: None,
+                client_id: None,
+                mission_id: None,
+                visibility: None,
+                data: None,
+                extra: Map::new(),
+            }),
+            deadline: None,
+        }
+    }
+
+    /// A synchronous [`Request`](MessageType::Request) to `recipient`: the
+    /// caller waits for the reply.
+    pub fn request(recipient: impl Into<String>, content: Value) -> Self {
+        Self::new(MessageType::Request)
+            .with_recipient(recipient)
+            .with_content(content)
+            .with_sync(true)
+    }
+
+    /// The reply to this message: type [`Response`](MessageType::Response),
+    /// from this message's recipient back to its sender, with the same
+    /// mission and client.
+    pub fn reply(&self, content: Value) -> Self {
+        let f = &self.fields;
+        let mut reply = Self::new(MessageType::Response)
+            .with_sender(f.recipient.clone().unwrap_or_default())
+            .with_recipient(f.sender.clone())
+            .with_content(content);
+        let r = Arc::make_mut(&mut reply.fields);
+        r.mission_id.clone_from(&f.mission_id);
+        r.client_id.clone_from(&f.client_id);
+        reply
+    }
+
+    fn fields_mut(&mut self) -> &mut Fields {
+        Arc::make_mut(&mut self.fields)
+    }
+
+    /// The message id: the idempotency key receivers de-duplicate on.
+    pub fn id(&self) -> &str {
+        &self.fields.id
+    }
+
+    /// The message type.
+    pub fn kind(&self) -> &MessageType {
+        &self.fields.kind
+    }
+
+    /// The sender's entity id; empty until set.
+    pub fn sender(&self) -> &str {
+        &self.fields.sender
+    }
+
+    /// An entity id, a component type, `user` or `all`.
+    pub fn recipient(&self) -> Option<&str> {
+        self.fields.recipient.as_deref()
+    }
+
+    /// The payload.
+    pub fn content(&self) -> Option<&Value> {
+        self.fields.content.as_ref()
+    }
+
+    /// Whether the caller waits for a reply.
+    pub fn requires_sync(&self) -> bool {
+        self.fields.requires_sync.unwrap_or(false)
+    }
+
+    /// ISO-8601 send time.
+    pub fn timestamp(&self) -> Option<&str> {
+        self.fields.timestamp.as_deref()
+    }
+
+    /// The WebSocket client this message concerns.
+    pub fn client_id(&self) -> Option<&str> {
+        self.fields.client_id.as_deref()
+    }
+
+    /// The mission this message belongs to.
+    pub fn mission_id(&self) -> Option<&str> {
+        self.fields.mission_id.as_deref()
+    }
+
+    /// Who may see the message in the user interface.
+    pub fn visibility(&self) -> Option<&str> {
+        self.fields.visibility.as_deref()
+    }
+
+    /// Extra payload for WebSocket clients.
+    pub fn data(&self) -> Option<&Value> {
+        self.fields.data.as_ref()
+    }
+
+    /// Fields this crate does not name, kept verbatim.
+    pub fn extra(&self) -> &Map<String, Value> {
+        &self.fields.extra
+    }
+
+    /// When the current call must be over, if a deadline was set. Never on
+    /// the wire.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Time left until the [`deadline`](Self::deadline), zero once passed.
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Sets the id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.fields_mut().id = id.into();
+        self
+    }
+
+    /// Sets the sender.
+    pub fn with_sender(mut self, sender: impl Into<String>) -> Self {
+        self.fields_mut().sender = sender.into();
+        self
+    }
+
+    /// Sets the recipient.
+    pub fn with_recipient(mut self, recipient: impl Into<String>) -> Self {
+        self.fields_mut().recipient = Some(recipient.into());
+        self
+    }
+
+    /// Sets the payload.
+    pub fn with_content(mut self, content: Value) -> Self {
+        self.fields_mut().content = Some(content);
+        self
+    }
+
+    /// Sets whether the caller waits for a reply.
+    pub fn with_sync(mut self, requires_sync: bool) -> Self {
+        self.fields_mut().requires_sync = Some(requires_sync);
+        self
+    }
+
+    /// Sets the timestamp.
+    pub fn with_timestamp(mut self, timestamp: impl Into<String>) -> Self {
+        self.fields_mut().timestamp = Some(timestamp.into());
+        self
+    }
+
+    /// Sets the WebSocket client id.
+    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.fields_mut().client_id = Some(client_id.into());
+        self
+    }
+
+    /// Sets the mission id.
+    pub fn with_mission_id(mut self, mission_id: impl Into<String>) -> Self {
+        self.fields_mut().mission_id = Some(mission_id.into());
+        self
+    }
+
+    /// Sets the visibility.
+    pub fn with_visibility(mut self, visibility: impl Into<String>) -> Self {
+        self.fields_mut().visibility = Some(visibility.into());
+        self
+    }
+
+    /// Sets the WebSocket data payload.
+    pub fn with_data(mut self, data: Value) -> Self {
+        self.fields_mut().data = Some(data);
+        self
+    }
+
+    /// Sets a field this crate does not name. Names of known fields are
+    /// refused with an error so they cannot be written twice.
+    pub fn with_extra(mut self, name: impl Into<String>, value: Value) -> Result<Self> {
+        let name = name.into();
+        if KNOWN_FIELDS.contains(&name.as_str()) {
+            return Err(Error::invalid(format!(
+                "`{name}` is a known message field; use its own setter"
+            )));
+        }
+        self.fields_mut().extra.insert(name, value);
+        Ok(self)
+    }
+
+    /// Sets the call deadline; `None` clears it.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Fills what a sender must set before the message leaves: the sender
+    /// (when empty) and the timestamp (when absent). The id is always set.
+    pub fn stamp(&mut self, sender: &str) {
+        if self.fields.sender.is_empty() || self.fields.timestamp.is_none() {
+            let fields = self.fields_mut();
+            if fields.sender.is_empty() {
+                sender.clone_into(&mut fields.sender);
+            }
+            if fields.timestamp.is_none() {
+                fields.timestamp = Some(now_timestamp());
+            }
+        }
+    }
+
+    /// Encodes to JSON, refusing messages over [`DEFAULT_MAX_MESSAGE_SIZE`].
+    ///
+    /// # Errors
+    ///
+    /// [`TooLarge`](crate::ErrorKind::TooLarge) past the limit.
+    pub fn to_json(&self) -> Result<Bytes> {
+        Codec::default().encode(self)
+    }
+
+    /// Decodes JSON, refusing input over [`DEFAULT_MAX_MESSAGE_SIZE`].
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidMessage`](crate::ErrorKind::InvalidMessage) naming the
+    /// problem, or [`TooLarge`](crate::ErrorKind::TooLarge).
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        Codec::default().decode(bytes)
+    }
+}
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.fields, &other.fields) || self.fields == other.fields
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let fields = &self.fields;
+        let mut d = f.debug_struct("Message");
+        d.field("id", &fields.id)
+            .field("type", &fields.kind.as_str())
+            .field("sender", &fields.sender)
+            .field("recipient", &fields.recipient)
+            .field("requires_sync", &self.requires_sync());
+        if let Some(content) = &fields.content {
+            d.field("content", content);
+        }
+        if !fields.extra.is_empty() {
+            d.field("extra", &fields.extra);
+        }
+        d.finish_non_exhaustive()
+    }
+}
+
+const KNOWN_FIELDS: &[&str] = &[
+    "id",
+    "type",
+    "sender",
+    "recipient",
+    "content",
+    "requiresSync",
+    "timestamp",
+    "clientId",
+    "missionId",
+    "visibility",
+    "data",
+];
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let f = &*self.fields;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("id", &f.id)?;
+        map.serialize_entry("type", &f.kind)?;
+        map.serialize_entry("sender", &f.sender)?;
+        if let Some(v) = &f.recipient {
+            map.serialize_entry("recipient", v)?;
+        }
+        if let Some(v) = &f.content {
+            map.serialize_entry("content", v)?;
+        }
+        if let Some(v) = &f.requires_sync {
+            map.serialize_entry("requiresSync", v)?;
+        }
+        if let Some(v) = &f.timestamp {
+            map.serialize_entry("timestamp", v)?;
+        }
+        if let Some(v) = &f.client_id {
+            map.serialize_entry("clientId", v)?;
+        }
+        if let Some(v) = &f.mission_id {
+            map.serialize_entry("missionId", v)?;
+        }
+        if let Some(v) = &f.visibility {
+            map.serialize_entry("visibility", v)?;
+        }
+        if let Some(v) = &f.data {
+            map.serialize_entry("data", v)?;
+        }
+        for (name, value) in &f.extra {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let fields = deserializer.deserialize_map(FieldsVisitor)?;
+        Ok(Self {
+            fields: Arc::new(fields),
+            deadline: None,
+        })
+    }
+}
+
+struct FieldsVisitor;
+
+/// Reads one field's value, refusing a second occurrence and naming the field
+/// in type errors. Optional fields are read as `Option<Option<T>>`: the outer
+/// level catches duplicates, the inner one lets TypeScript senders write
+/// `null` for "absent". `content` and `data` keep an explicit `null`.
+fn set_once<'de, A, T>(
+    slot: &mut Option<T>,
+    name: &str,
+    map: &mut A,
+) -> std::result::Result<(), A::Error>
+where
+    A: MapAccess<'de>,
+    T: Deserialize<'de>,
+{
+    if slot.is_some() {
+        return Err(de::Error::custom(format_args!("duplicate field `{name}`")));
+    }
+    let value = map.next_value::<T>().map_err(|e| {
+        de::Error::custom(format_args!(
+            "field `{name}`: {}",
+            strip_position(&e.to_string())
+        ))
+    })?;
+    *slot = Some(value);
+    Ok(())
+}
+
+/// serde_json appends " at line L column C" to errors; the outer error gets
+/// its own position, so the inner one is dropped to avoid saying it twice.
+fn strip_position(text: &str) -> &str {
+    text.rfind(" at line ").map_or(text, |at| &text[..at])
+}
+
+impl<'de> Visitor<'de> for FieldsVisitor {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a message object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Fields, A::Error> {
+        let mut id: Option<String> = None;
+        let mut kind: Option<MessageType> = None;
+        let mut sender: Option<String> = None;
+        let mut recipient: Option<Option<String>> = None;
+        let mut content: Option<Value> = None;
+        let mut requires_sync: Option<Option<bool>> = None;
+        let mut timestamp: Option<Option<String>> = None;
+        let mut client_id: Option<Option<String>> = None;
+        let mut mission_id: Option<Option<String>> = None;
+        let mut visibility: Option<Option<String>> = None;
+        let mut data: Option<Value> = None;
+        let mut extra = Map::new();
+
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match &*key {
+                "id" => set_once(&mut id, "id", &mut map)?,
+                "type" => set_once(&mut kind, "type", &mut map)?,
+                "sender" => set_once(&mut sender, "sender", &mut map)?,
+                "recipient" => set_once(&mut recipient, "recipient", &mut map)?,
+                "content" => set_once(&mut content, "content", &mut map)?,
+                "requiresSync" => set_once(&mut requires_sync, "requiresSync", &mut map)?,
+                "timestamp" => set_once(&mut timestamp, "timestamp", &mut map)?,
+                "clientId" => set_once(&mut client_id, "clientId", &mut map)?,
+                "missionId" => set_once(&mut mission_id, "missionId", &mut map)?,
+                "visibility" => set_once(&mut visibility, "visibility", &mut map)?,
+                "data" => set_once(&mut data, "data", &mut map)?,
+                other => {
+                    if extra.contains_key(other) {
+                        return Err(de::Error::custom(format_args!("duplicate field `{other}`")));
+                    }
+                    let value = map.next_value::<Value>()?;
+                    extra.insert(other.to_owned(), value);
+                }
+            }
+        }
+
+        let kind = kind.ok_or_else(|| de::Error::custom("missing field `type`"))?;
+        if kind.as_str().is_empty() {
+            return Err(de::Error::custom("field `type` must not be empty"));
+        }
+        let sender = sender.ok_or_else(|| de::Error::custom("missing field `sender`"))?;
+        let id = match id {
+            Some(id) if id.is_empty() => {
+                return Err(de::Error::custom("field `id` must not be empty"));
+            }
+            Some(id) => id,
+            None => new_id(),
+        };
+        Ok(Fields {
+            id,
+            kind,
+            sender,
+            recipient: recipient.flatten(),
+            content,
+            requires_sync: requires_sync.flatten(),
+            timestamp: timestamp.flatten(),
+            client_id: client_id.flatten(),
+            mission_id: mission_id.flatten(),
+            visibility: visibility.flatten(),
+            data,
+            extra,
+        })
+    }
+}
+
+/// Encodes and decodes messages under a size limit.
+///
+/// Backends and endpoints each hold one; the limit applies to the encoded
+/// JSON in both directions, so an oversize message is refused before it is
+/// sent and before it is parsed.
+///
+/// ```
+/// use stage7_transport::{Codec, Message, MessageType};
+///
+/// let codec = Codec::new(64);
+/// let big = Message::new(MessageType::Statement).with_content("x".repeat(100).into());
+/// assert!(codec.encode(&big).unwrap_err().is_too_large());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codec {
+    max_size: usize,
+}
+
+impl Default for Codec {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_MESSAGE_SIZE)
+    }
+}
+
+impl Codec {
+    /// A codec refusing encoded messages larger than `max_size` bytes.
+    pub const fn new(max_size: usize) -> Self {
+        Self { max_size }
+    }
+
+    /// The size limit in bytes.
+    pub const fn max_size(&self) -> usize {
+        self.max_size
+    }
+
+    /// Encodes `message`, stopping as soon as the output passes the limit.
+    ///
+    /// # Errors
+    ///
+    /// [`TooLarge`](crate::ErrorKind::TooLarge) past the limit.
+    pub fn encode(&self, message: &Message) -> Result<Bytes> {
+        let mut writer = LimitedWriter {
+            buf: Vec::with_capacity(256),
+            limit: self.max_size,
+            overflowed: false,
+        };
+        match serde_json::to_writer(&mut writer, message) {
+            Ok(()) => Ok(Bytes::from(writer.buf)),
+            Err(_) if writer.overflowed => {
+                Err(Error::too_large(writer.buf.len() + 1, self.max_size)
+                    .with_source(io::Error::other("encoding stopped at the limit")))
+            }
+            Err(e) => Err(Error::invalid(format!("message cannot be encoded: {e}")).with_source(e)),
+        }
+    }
+
+    /// Decodes a message from JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`TooLarge`](crate::ErrorKind::TooLarge) for input over the limit;
+    /// [`InvalidMessage`](crate::ErrorKind::InvalidMessage) naming the
+    /// problem (malformed JSON, not an object, a missing or mistyped field).
+    pub fn decode(&self, bytes: &[u8]) -> Result<Message> {
+        if bytes.len() > self.max_size {
+            return Err(Error::too_large(bytes.len(), self.max_size));
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::invalid("invalid message: empty body"));
+        }
+        serde_json::from_slice(bytes).map_err(|e| {
+            let what = if e.is_data() {
+                "invalid message"
+            } else {
+                "malformed JSON"
+            };
+            Error::invalid(format!("{what}: {e}")).with_source(e)
+        })
+    }
+}
+
+struct LimitedWriter {
+    buf: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl io::Write for LimitedWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() + data.len() > self.limit {
+            self.overflowed = true;
+            return Err(io::Error::other("message size limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decode(text: &str) -> Result<Message> {
+        Message::from_json(text.as_bytes())
+    }
+
+    #[test]
+    fn every_stage7_type_round_trips() {
+        for text in [
+            "statement",
+            "request",
+            "response",
+            "answer",
+            "agentStatistics",
+            "connect",
+            "pause",
+            "abort",
+            "resume",
+            "save",
+            "load",
+            "listMissions",
+            "reconnectMission",
+            "workProductUpdate",
+            "REGISTER",
+            "agentUpdate",
+            "agentMessage",
+            "createMission",
+            "statusUpdate",
+            "stepFailure",
+            "userMessage",
+            "chatRequest",
+            "chatResponse",
+            "generateRequest",
+            "generateResponse",
+            "pluginExecution",
+            "pluginResult",
+            "pluginError",
+            "pluginProgress",
+            "pluginCancel",
+            "coordinationMessage",
+            "userInputResponse",
+            "sharedFilesUpdate",
+        ] {
+            let kind = MessageType::parse(text);
+            assert!(
+                !matches!(kind, MessageType::Other(_)),
+                "{text} is a named type"
+            );
+            assert_eq!(kind.as_str(), text);
+        }
+        assert_eq!(MessageType::parse("REGISTER"), MessageType::Register);
+        assert_eq!(
+            MessageType::parse("register"),
+            MessageType::Other("register".into())
+        );
+    }
+
+    #[test]
+    fn clone_shares_fields_and_setters_copy_on_write() {
+        let a = Message::new(MessageType::Statement).with_sender("a");
+        let b = a.clone();
+        assert!(Arc::ptr_eq(&a.fields, &b.fields));
+        let c = b.with_sender("c");
+        assert_eq!(a.sender(), "a");
+        assert_eq!(c.sender(), "c");
+    }
+
+    #[test]
+    fn ids_are_generated_uuid_v7() {
+        let message = decode(r#"{"type":"statement","sender":"s"}"#).unwrap();
+        let id = uuid::Uuid::parse_str(message.id()).unwrap();
+        assert_eq!(id.get_version_num(), 7);
+        assert_ne!(Message::new(MessageType::Load).id(), message.id());
+    }
+
+    #[test]
+    fn explicit_nulls_survive_a_round_trip() {
+        let message =
+            decode(r#"{"id":"1","type":"statement","sender":"s","content":null,"recipient":null}"#)
+                .unwrap();
+        assert_eq!(message.content(), Some(&Value::Null));
+        assert_eq!(message.recipient(), None);
+        let back: Value = serde_json::from_slice(&message.to_json().unwrap()).unwrap();
+        assert_eq!(
+            back,
+            json!({"id":"1","type":"statement","sender":"s","content":null})
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = decode(r#"{"type":"statement","sender":5}"#).unwrap_err();
+        assert!(e.to_string().contains("field `sender`"), "{e}");
+        assert_eq!(e.to_string().matches(" at line ").count(), 1, "{e}");
+        let e = decode(r#"{"type":"statement","sender":"a","sender":"b"}"#).unwrap_err();
+        assert!(e.to_string().contains("duplicate field `sender`"), "{e}");
+    }
+
+    #[test]
+    fn extra_refuses_known_names() {
+        let e = Message::new(MessageType::Load)
+            .with_extra("sender", json!("x"))
+            .unwrap_err();
+        assert!(e.to_string().contains("`sender` is a known message field"));
+    }
+
+    #[test]
+    fn reply_swaps_parties_and_keeps_mission() {
+        let request = Message::request("brain-1", json!(1))
+            .with_sender("agent-7")
+            .with_mission_id("m1");
+        let reply = request.reply(json!(2));
+        assert_eq!(reply.kind(), &MessageType::Response);
+        assert_eq!(reply.sender(), "brain-1");
+        assert_eq!(reply.recipient(), Some("agent-7"));
+        assert_eq!(reply.mission_id(), Some("m1"));
+        assert_ne!(reply.id(), request.id());
+    }
+
+    #[test]
+    fn stamp_fills_only_what_is_missing() {
+        let mut message = Message::new(MessageType::Load).with_sender("keep");
+        message.stamp("other");
+        assert_eq!(message.sender(), "keep");
+        let stamp = message.timestamp().unwrap().to_owned();
+        assert!(humantime::parse_rfc3339(&stamp).is_ok(), "{stamp}");
+        message.stamp("other");
+        assert_eq!(message.timestamp(), Some(stamp.as_str()));
+    }
+
+    #[test]
+    fn encode_stops_at_the_limit() {
+        let message = Message::new(MessageType::Statement).with_content(json!("x".repeat(2000)));
+        let e = Codec::new(1000).encode(&message).unwrap_err();
+        assert!(e.is_too_large());
+        assert!(e.to_string().contains("limit of 1000 bytes"), "{e}");
+        assert!(Codec::new(4000).encode(&message).is_ok());
+    }
+}

@@ -1,0 +1,290 @@
+//! Assembling the layers over one or two backends.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower::{Layer, Service};
+
+use crate::error::{Error, Result};
+use crate::layer::circuit_breaker::{self, BreakerHandle, CircuitBreaker, CircuitBreakerLayer};
+use crate::layer::deadline::Deadline;
+use crate::layer::fallback::Fallback;
+use crate::layer::metrics::{Metrics, MetricsLayer};
+use crate::layer::retry::{Retry, RetryPolicy, RetryPolicyBuilder};
+use crate::layer::timeout::Timeout;
+use crate::message::Message;
+use crate::transport::{Delivery, Route};
+
+/// Default overall budget of a call: 30 s, the TypeScript services' RPC
+/// timeout.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+/// Default timeout of one attempt on one branch: 10 s.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings of one branch: its attempt timeout and its circuit breaker.
+///
+/// ```
+/// use std::time::Duration;
+/// use stage7_transport::{BranchConfig, Route};
+/// use stage7_transport::layer::circuit_breaker::CircuitBreakerLayer;
+///
+/// let amqp = BranchConfig::new(Route::Amqp)
+///     .attempt_timeout(Duration::from_secs(2))
+///     .breaker(CircuitBreakerLayer::builder().consecutive_failures(Some(3)));
+/// ```
+#[derive(Debug, Clone)]
+pub struct BranchConfig {
+    route: Route,
+    attempt_timeout: Duration,
+    breaker: circuit_breaker::Builder,
+}
+
+impl BranchConfig {
+    /// Defaults for a branch that delivers over `route`.
+    pub fn new(route: Route) -> Self {
+        Self {
+            route,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            breaker: CircuitBreakerLayer::builder().name(route.as_str()),
+        }
+    }
+
+    /// The timeout of one attempt. Default [`DEFAULT_ATTEMPT_TIMEOUT`].
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// The circuit breaker's settings. Default: [`circuit_breaker::Builder`]'s
+    /// defaults, named after the route.
+    pub fn breaker(mut self, breaker: circuit_breaker::Builder) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    fn assemble<B>(self, backend: B) -> Result<(Branch<B>, BreakerHandle)> {
+        if self.attempt_timeout.is_zero() {
+            return Err(Error::config(format!(
+                "{} branch: attempt timeout must be positive",
+                self.route
+            )));
+        }
+        let breaker = self.breaker.build()?;
+        let handle = breaker.handle();
+        let branch = MetricsLayer::attempts(self.route)
+            .layer(breaker.layer(Timeout::new(backend, self.attempt_timeout)));
+        Ok((branch, handle))
+    }
+}
+
+/// One branch: metrics, circuit breaker and attempt timeout over a backend.
+pub type Branch<B> = Metrics<CircuitBreaker<Timeout<B>>>;
+
+type Layers<P, S> = Metrics<Deadline<Retry<RetryPolicy, Fallback<Branch<P>, Branch<S>>>>>;
+
+/// Builds a [`Stack`]: the layers of DESIGN §4 over a primary backend and an
+/// optional secondary one.
+///
+/// # Order
+///
+/// Outermost first: call metrics, deadline, retry, fallback; then per branch:
+/// attempt metrics, circuit breaker, attempt timeout, backend.
+///
+/// ```
+/// use std::time::Duration;
+/// use stage7_transport::{BranchConfig, MemoryTransport, Route, TransportBuilder};
+/// use stage7_transport::layer::retry::RetryPolicy;
+///
+/// let primary = MemoryTransport::new();
+/// let secondary = MemoryTransport::new();
+/// let stack = TransportBuilder::new(primary)
+///     .secondary(secondary)
+///     .secondary_config(BranchConfig::new(Route::Memory).attempt_timeout(Duration::from_secs(1)))
+///     .deadline(Duration::from_secs(5))
+///     .retry(RetryPolicy::builder().max_retries(2))
+///     .build()?;
+/// # Ok::<(), stage7_transport::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct TransportBuilder<P, S = P> {
+    primary: P,
+    primary_config: BranchConfig,
+    secondary: Option<(S, BranchConfig)>,
+    deadline: Duration,
+    retry: RetryPolicyBuilder,
+    receivers_deduplicate: bool,
+}
+
+impl<P> TransportBuilder<P> {
+    /// A stack over `primary` alone, with default settings. The primary
+    /// branch is labelled [`Route::Memory`] until
+    /// [`primary_config`](Self::primary_config) says otherwise.
+    pub fn new(primary: P) -> Self {
+        Self {
+            primary,
+            primary_config: BranchConfig::new(Route::Memory),
+            secondary: None,
+            deadline: crate::stack::DEFAULT_DEADLINE,
+            retry: RetryPolicy::builder(),
+            receivers_deduplicate: true,
+        }
+    }
+}
+
+impl<P, S> TransportBuilder<P, S> {
+    /// Falls back to `secondary` when the primary fails in a way that makes
+    /// sending again safe.
+    pub fn secondary<S2>(self, secondary: S2) -> TransportBuilder<P, S2> {
+        let config = match self.secondary {
+            Some((_, config)) => config,
+            None => BranchConfig::new(Route::Memory),
+        };
+        TransportBuilder {
+            primary: self.primary,
+            primary_config: self.primary_config,
+            secondary: Some((secondary, config)),
+            deadline: self.deadline,
+            retry: self.retry,
+            receivers_deduplicate: self.receivers_deduplicate,
+        }
+    }
+
+    /// Settings of the primary branch.
+    pub fn primary_config(mut self, config: BranchConfig) -> Self {
+        self.primary_config = config;
+        self
+    }
+
+    /// Settings of the secondary branch; ignored without a secondary.
+    pub fn secondary_config(mut self, config: BranchConfig) -> Self {
+        if let Some((_, slot)) = &mut self.secondary {
+            *slot = config;
+        }
+        self
+    }
+
+    /// The overall budget of a call. Default [`DEFAULT_DEADLINE`].
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The retry policy's settings. Default [`RetryPolicy::builder`].
+    pub fn retry(mut self, retry: RetryPolicyBuilder) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Whether receivers drop repeated message ids, which makes retrying and
+    /// falling back after an [`UnknownOutcome`](crate::ErrorClass::UnknownOutcome)
+    /// safe. Default true: every receiver built with this crate does. Applies
+    /// to both the retry policy and the fallback.
+    pub fn receivers_deduplicate(mut self, deduplicate: bool) -> Self {
+        self.receivers_deduplicate = deduplicate;
+        self
+    }
+
+    /// Validates the settings and assembles the stack.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](crate::ErrorKind::Config) naming the invalid setting.
+    pub fn build(self) -> Result<Stack<P, S>>
+    where
+        P: Clone,
+        S: Clone,
+    {
+        if self.deadline.is_zero() {
+            return Err(Error::config("call deadline must be positive"));
+        }
+        let (primary, primary_breaker) = self.primary_config.assemble(self.primary)?;
+        let (secondary, secondary_breaker) = match self.secondary {
+            Some((backend, config)) => {
+                let (branch, handle) = config.assemble(backend)?;
+                (Some(branch), Some(handle))
+            }
+            None => (None, None),
+        };
+        let policy = self
+            .retry
+            .receivers_deduplicate(self.receivers_deduplicate)
+            .build()?;
+        let fallback =
+            Fallback::new(primary, secondary).receivers_deduplicate(self.receivers_deduplicate);
+        let inner =
+            MetricsLayer::call().layer(Deadline::new(Retry::new(fallback, policy), self.deadline));
+        Ok(Stack {
+            inner,
+            breakers: Arc::new(Breakers {
+                primary: primary_breaker,
+                secondary: secondary_breaker,
+            }),
+        })
+    }
+}
+
+/// The assembled stack: a [`Transport`](crate::Transport) built by
+/// [`TransportBuilder`].
+///
+/// # Clone
+///
+/// Clones share circuit breakers, retry budget and metric handles.
+pub struct Stack<P, S = P> {
+    inner: Layers<P, S>,
+    breakers: Arc<Breakers>,
+}
+
+#[derive(Debug)]
+struct Breakers {
+    primary: BreakerHandle,
+    secondary: Option<BreakerHandle>,
+}
+
+impl<P, S> Stack<P, S> {
+    /// The primary branch's circuit breaker.
+    pub fn primary_breaker(&self) -> &BreakerHandle {
+        &self.breakers.primary
+    }
+
+    /// The secondary branch's circuit breaker, if there is a secondary.
+    pub fn secondary_breaker(&self) -> Option<&BreakerHandle> {
+        self.breakers.secondary.as_ref()
+    }
+}
+
+impl<P: Clone, S: Clone> Clone for Stack<P, S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            breakers: self.breakers.clone(),
+        }
+    }
+}
+
+impl<P, S> Service<Message> for Stack<P, S>
+where
+    P: Service<Message, Response = Delivery, Error = Error> + Clone,
+    S: Service<Message, Response = Delivery, Error = Error> + Clone,
+{
+    type Response = Delivery;
+    type Error = Error;
+    type Future = <Layers<P, S> as Service<Message>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, message: Message) -> Self::Future {
+        self.inner.call(message)
+    }
+}
+
+impl<P, S> fmt::Debug for Stack<P, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stack")
+            .field("breakers", &self.breakers)
+            .finish_non_exhaustive()
+    }
+}
