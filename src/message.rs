@@ -143,7 +143,10 @@ impl<'de> Deserialize<'de> for MessageType {
 /// Besides its wire fields a message carries a call [`deadline`](Self::deadline)
 /// that never goes on the wire: the [`Deadline`](crate::layer::deadline) layer
 /// sets it and backends read it (the AMQP backend turns it into the message
-/// expiration).
+/// expiration). It also carries, from the call
+/// [metrics](crate::layer::metrics) layer to the deadline layer, the instant
+/// the call started, so the stack reads the clock once per call rather than
+/// once per layer.
 ///
 /// # Clone
 ///
@@ -153,6 +156,7 @@ impl<'de> Deserialize<'de> for MessageType {
 pub struct Message {
     fields: Arc<Fields>,
     deadline: Option<Instant>,
+    started: Option<Instant>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -200,6 +204,7 @@ impl Message {
                 extra: Map::new(),
             }),
             deadline: None,
+            started: None,
         }
     }
 
@@ -381,6 +386,17 @@ impl Message {
         self.deadline = deadline;
     }
 
+    /// Records when the call carrying this message started.
+    pub(crate) fn set_started(&mut self, started: Instant) {
+        self.started = Some(started);
+    }
+
+    /// Takes the call's start instant, leaving none: it is meant for the one
+    /// layer that turns it into a deadline, never for a later call.
+    pub(crate) fn take_started(&mut self) -> Option<Instant> {
+        self.started.take()
+    }
+
     /// Fills what a sender must set before the message leaves: the sender
     /// (when empty) and the timestamp (when absent). The id is always set.
     pub fn stamp(&mut self, sender: &str) {
@@ -498,6 +514,7 @@ impl<'de> Deserialize<'de> for Message {
         Ok(Self {
             fields: Arc::new(fields),
             deadline: None,
+            started: None,
         })
     }
 }

@@ -13,6 +13,7 @@
 //! and each response future is a named `pin-project-lite` type.
 
 pub mod circuit_breaker;
+pub mod dedup;
 pub mod deadline;
 pub mod fallback;
 pub mod metrics;

@@ -25,7 +25,9 @@ pub(crate) struct Registry {
 }
 
 struct Slots {
-    index: HashMap<Box<str>, usize>,
+    /// foldhash: keys are short recipient names hashed twice per call on the
+    /// hot path; SipHash costs more than the rest of the breaker.
+    index: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
     /// `entries[0]` is the overflow circuit; it is never in `index`.
     entries: Vec<Entry>,
     tick: u64,
@@ -69,7 +71,7 @@ impl Registry {
             max_keys,
             classify,
             slots: Mutex::new(Slots {
-                index: HashMap::new(),
+                index: HashMap::default(),
                 entries: vec![overflow],
                 tick: 0,
                 next_epoch: 1,

@@ -352,7 +352,10 @@ impl Window {
         } else {
             self.bits[word] &= !bit;
         }
-        self.next = (self.next + 1) % self.size;
+        self.next += 1;
+        if self.next == self.size {
+            self.next = 0;
+        }
     }
 
     fn clear(&mut self) {

@@ -68,7 +68,7 @@ where
     }
 
     fn call(&mut self, mut message: Message) -> Self::Future {
-        let now = Instant::now();
+        let now = message.take_started().unwrap_or_else(Instant::now);
         let own = now + self.budget;
         let deadline = message.deadline().map_or(own, |earlier| earlier.min(own));
         let limit = Limit::Call {

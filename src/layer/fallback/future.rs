@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
+use tokio::time::Instant;
 use tower::Service;
 
 use crate::error::Error;
@@ -30,7 +31,7 @@ pin_project! {
     #[project = StateProj]
     enum State<F, S, G> {
         Primary { #[pin] future: F },
-        Ready { service: S, message: Option<Message> },
+        Ready { service: Box<S>, message: Option<Message> },
         Secondary { #[pin] future: G },
     }
 }
@@ -72,13 +73,16 @@ where
                     let Some((spare, message)) = this.fallback.take() else {
                         return Poll::Ready(Err(error));
                     };
+                    if message.deadline().is_some_and(|deadline| deadline <= Instant::now()) {
+                        return Poll::Ready(Err(error));
+                    }
                     let from = error.route().map_or("unknown", |route| route.as_str());
                     tracing::debug!(%error, from, "falling back to the secondary route");
                     metrics::counter!("stage7_transport_fallbacks_total", "from" => from)
                         .increment(1);
                     *this.primary_error = Some(error);
                     this.state.set(State::Ready {
-                        service: (*spare).clone(),
+                        service: Box::new((*spare).clone()),
                         message: Some(message),
                     });
                     continue;

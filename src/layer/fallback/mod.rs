@@ -6,7 +6,8 @@
 //! unroutable, circuit open), for
 //! [`UnknownOutcome`](crate::ErrorClass::UnknownOutcome) only when receivers
 //! de-duplicate on `id` — the same message goes through the secondary. The
-//! [`Delivery`](crate::Delivery) says which route served. A
+//! [`Delivery`](crate::Delivery) says which route served — unless the
+//! message [deadline](crate::Message::deadline) has already passed. A
 //! [`Rejected`](crate::ErrorClass::Rejected) error is returned as is: the
 //! receiver said no, and asking another way would not change that.
 //!

@@ -21,7 +21,7 @@ pin_project! {
         inner: F,
         handles: Arc<Handles>,
         span: tracing::Span,
-        started: Instant,
+        started: Option<Instant>,
     }
 }
 
@@ -30,7 +30,7 @@ impl<F> ResponseFuture<F> {
         inner: F,
         handles: Arc<Handles>,
         span: tracing::Span,
-        started: Instant,
+        started: Option<Instant>,
     ) -> Self {
         Self {
             inner,

@@ -9,6 +9,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 use tower::retry::Policy;
 
+use super::Shared;
 use crate::error::Error;
 use crate::message::Message;
 
@@ -23,9 +24,9 @@ pin_project! {
         #[pin]
         state: State<S::Future, P::Future>,
         copy: Option<Message>,
-        policy: P,
-        spare: Arc<S>,
-        service: Option<S>,
+        shared: Arc<Shared<P, S>>,
+        policy: Option<P>,
+        service: Option<Box<S>>,
     }
 }
 
@@ -43,12 +44,12 @@ where
     P: Policy<Message, S::Response, Error>,
     S: Service<Message>,
 {
-    pub(crate) fn new(future: S::Future, copy: Option<Message>, policy: P, spare: Arc<S>) -> Self {
+    pub(crate) fn new(future: S::Future, copy: Option<Message>, shared: Arc<Shared<P, S>>) -> Self {
         Self {
             state: State::Called { future },
             copy,
-            policy,
-            spare,
+            shared,
+            policy: None,
             service: None,
         }
     }
@@ -56,7 +57,7 @@ where
 
 impl<P, S> Future for ResponseFuture<P, S>
 where
-    P: Policy<Message, S::Response, Error>,
+    P: Policy<Message, S::Response, Error> + Clone,
     S: Service<Message, Error = Error> + Clone,
 {
     type Output = Result<S::Response, Error>;
@@ -67,10 +68,12 @@ where
             match this.state.as_mut().project() {
                 StateProj::Called { future } => {
                     let mut result = ready!(future.poll(cx));
-                    let Some(copy) = this.copy.as_mut() else {
+                    let (Err(_), Some(copy)) = (&result, this.copy.as_mut()) else {
                         return Poll::Ready(result);
                     };
-                    match this.policy.retry(copy, &mut result) {
+                    let shared = &**this.shared;
+                    let policy = this.policy.get_or_insert_with(|| shared.policy.clone());
+                    match policy.retry(copy, &mut result) {
                         Some(wait) => this.state.set(State::Waiting { wait }),
                         None => return Poll::Ready(result),
                     }
@@ -80,15 +83,15 @@ where
                     this.state.set(State::Retrying);
                 }
                 StateProj::Retrying => {
-                    let spare = &**this.spare;
-                    let service = this.service.get_or_insert_with(|| spare.clone());
+                    let shared = &**this.shared;
+                    let service = this
+                        .service
+                        .get_or_insert_with(|| Box::new(shared.spare.clone()));
                     ready!(service.poll_ready(cx))?;
-                    let Some(message) = this.copy.take() else {
-                        return Poll::Ready(Err(Error::rejected(
-                            "retry without a copy of the message",
-                        )));
+                    let (Some(message), Some(policy)) = (this.copy.take(), this.policy.as_mut()) else {
+                        unreachable!("a retry is scheduled only with a copy and a policy");
                     };
-                    *this.copy = this.policy.clone_request(&message);
+                    *this.copy = policy.clone_request(&message);
                     let future = service.call(message);
                     this.state.set(State::Called { future });
                 }

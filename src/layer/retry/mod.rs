@@ -7,12 +7,16 @@
 //!
 //! # Differences from `tower::retry::Retry`
 //!
-//! tower's `Retry` clones the whole inner service into every response
-//! future. This one keeps a spare clone of the inner service and takes a
-//! fresh clone from it only when a retry actually happens, so the success
-//! path costs two reference-count increments instead of one per layer below.
-//! Any [`tower::retry::Policy`] works with either; [`RetryPolicy`] is the
-//! one this crate's stack uses.
+//! tower's `Retry` clones the whole inner service and the policy into every
+//! response future. This one keeps a spare inner service and a spare policy
+//! aside and clones them only when a call fails, so the success path costs
+//! two reference-count increments (the message copy and the spare) instead of
+//! one per layer below. Any [`tower::retry::Policy`] works with either;
+//! [`RetryPolicy`] is the one this crate's stack uses.
+//!
+//! One consequence: [`Policy::retry`] is consulted for errors only. A policy
+//! that would retry a successful [`Delivery`](crate::Delivery) needs tower's
+//! `Retry`.
 //!
 //! ```
 //! use stage7_transport::layer::retry::{RetryLayer, RetryPolicy};
@@ -54,18 +58,29 @@ use crate::message::Message;
 #[derive(Debug)]
 pub struct Retry<P, S> {
     inner: S,
-    spare: Arc<S>,
+    policy: P,
+    shared: Arc<Shared<P, S>>,
+}
+
+/// What a response future needs only when it retries: a pristine inner
+/// service to clone and a pristine policy for the new request.
+#[derive(Debug)]
+pub(crate) struct Shared<P, S> {
+    spare: S,
     policy: P,
 }
 
-impl<P, S: Clone> Retry<P, S> {
+impl<P: Clone, S: Clone> Retry<P, S> {
     /// Wraps `inner`, retrying as `policy` decides.
     pub fn new(inner: S, policy: P) -> Self {
-        let spare = Arc::new(inner.clone());
+        let shared = Arc::new(Shared {
+            spare: inner.clone(),
+            policy: policy.clone(),
+        });
         Self {
             inner,
-            spare,
             policy,
+            shared,
         }
     }
 
@@ -80,9 +95,9 @@ impl<P, S: Clone> Retry<P, S> {
 impl<P: Clone, S: Clone> Clone for Retry<P, S> {
     fn clone(&self) -> Self {
         Self {
-            inner: (*self.spare).clone(),
-            spare: self.spare.clone(),
+            inner: self.shared.spare.clone(),
             policy: self.policy.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -101,10 +116,9 @@ where
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
-        let mut policy = self.policy.clone();
-        let copy = policy.clone_request(&message);
+        let copy = self.policy.clone_request(&message);
         let future = self.inner.call(message);
-        ResponseFuture::new(future, copy, policy, self.spare.clone())
+        ResponseFuture::new(future, copy, self.shared.clone())
     }
 }
 

@@ -58,7 +58,7 @@ pub const DEFAULT_MAX_RETRIES: usize = 3;
 #[derive(Debug)]
 pub struct RetryPolicy {
     settings: Arc<Settings>,
-    schedule: Option<ExponentialBackoff>,
+    schedule: Option<Box<ExponentialBackoff>>,
 }
 
 #[derive(Debug)]
@@ -94,7 +94,7 @@ impl RetryPolicy {
         let backoff = &self.settings.backoff;
         let mut delay = self
             .schedule
-            .get_or_insert_with(|| backoff.build())
+            .get_or_insert_with(|| Box::new(backoff.build()))
             .next()?;
         if let Some(asked) = error.retry_after() {
             delay = delay.max(asked);

@@ -61,8 +61,12 @@ impl Limit {
 pin_project! {
     /// Response future of [`Timeout`](super::Timeout) and
     /// [`Deadline`](crate::layer::deadline::Deadline): the inner future raced
-    /// against a timer, which is created only if the inner future is not
-    /// ready at once.
+    /// against a timer.
+    ///
+    /// The timer is created only if the inner future is not ready at once,
+    /// and lives on the heap: an answer that is ready at once costs no timer
+    /// and no allocation, and the future stays small to move, which matters
+    /// more than the allocation for answers that travel the network.
     #[must_use = "futures do nothing unless polled"]
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
@@ -78,8 +82,7 @@ pin_project! {
         Running {
             #[pin]
             inner: F,
-            #[pin]
-            sleep: Option<Sleep>,
+            sleep: Option<Pin<Box<Sleep>>>,
             limit: Limit,
         },
         Expired { error: Option<Error> },
@@ -114,18 +117,14 @@ where
         match self.project().state.project() {
             StateProj::Running {
                 inner,
-                mut sleep,
+                sleep,
                 limit,
             } => {
                 if let Poll::Ready(result) = inner.poll(cx) {
                     return Poll::Ready(result);
                 }
-                if sleep.is_none() {
-                    sleep.set(Some(sleep_until(limit.deadline())));
-                }
-                if let Some(sleep) = sleep.as_pin_mut() {
-                    ready!(sleep.poll(cx));
-                }
+                let sleep = sleep.get_or_insert_with(|| Box::pin(sleep_until(limit.deadline())));
+                ready!(sleep.as_mut().poll(cx));
                 Poll::Ready(Err(limit.error()))
             }
             StateProj::Expired { error } => {

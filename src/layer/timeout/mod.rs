@@ -7,10 +7,9 @@
 //!   message may have been sent), so layers above decide without
 //!   downcasting.
 //! * The timer never outlives the call [deadline](crate::layer::deadline)
-//!   carried by the message, and a message whose deadline already passed is
-//!   refused as [`NotDelivered`](crate::ErrorClass::NotDelivered) without
-//!   calling the inner service.
-//! * No timer is created when the inner service answers at once.
+//!   carried by the message.
+//! * No timer is created, and the clock is not read, when the inner service
+//!   answers at once.
 //!
 //! ```
 //! use std::time::Duration;
@@ -27,7 +26,6 @@ mod layer;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tower::Service;
 
 use self::future::Limit;
@@ -75,12 +73,6 @@ where
             timeout: self.timeout,
             deadline: message.deadline(),
         };
-        if message
-            .deadline()
-            .is_some_and(|deadline| deadline <= Instant::now())
-        {
-            return ResponseFuture::expired(limit.expired());
-        }
         ResponseFuture::new(self.inner.call(message), limit)
     }
 }
@@ -88,7 +80,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{Delivery, Route};
+    use crate::transport::Delivery;
+    use tokio::time::Instant;
     use crate::{ErrorClass, ErrorKind, MessageType};
     use std::future::pending;
     use tower::{ServiceExt, service_fn};
@@ -118,24 +111,5 @@ mod tests {
             .unwrap_err();
         assert!(error.is_timeout());
         assert_eq!(started.elapsed(), Duration::from_millis(50));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn passed_deadline_is_refused_without_calling() {
-        let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let seen = called.clone();
-        let inner = service_fn(move |_: Message| {
-            seen.store(true, std::sync::atomic::Ordering::SeqCst);
-            async { Ok::<_, Error>(Delivery::new(Route::Memory, None)) }
-        });
-        let mut message = Message::new(MessageType::Statement);
-        message.set_deadline(Some(Instant::now()));
-        let error = Timeout::new(inner, Duration::from_secs(1))
-            .oneshot(message)
-            .await
-            .unwrap_err();
-        assert!(error.is_timeout());
-        assert!(error.is_not_delivered());
-        assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
     }
 }

@@ -1,0 +1,227 @@
+//! Load runs: a baseline and our stack, same process, interleaved rounds.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::json;
+
+/// Latencies are recorded in nanoseconds, up to a minute.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// One series of a run: every call of one side at one concurrency.
+#[derive(Debug)]
+pub(crate) struct Series {
+    pub(crate) elapsed: Duration,
+    pub(crate) calls: u64,
+    pub(crate) latencies: Histogram<u64>,
+}
+
+impl Series {
+    pub(crate) fn new() -> Self {
+        Self {
+            elapsed: Duration::ZERO,
+            calls: 0,
+            latencies: histogram(),
+        }
+    }
+
+    pub(crate) fn record(&mut self, latency: Duration) {
+        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.latencies.saturating_record(ns.max(1));
+    }
+
+    pub(crate) fn add_elapsed(&mut self, elapsed: Duration, calls: usize) {
+        self.elapsed += elapsed;
+        self.calls += calls as u64;
+    }
+
+    pub(crate) fn rate(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    pub(crate) fn p50_us(&self) -> f64 {
+        self.latencies.value_at_quantile(0.5) as f64 / 1000.0
+    }
+
+    pub(crate) fn p99_us(&self) -> f64 {
+        self.latencies.value_at_quantile(0.99) as f64 / 1000.0
+    }
+}
+
+/// Runs `n` calls with `concurrency` in flight; every call must succeed.
+pub(crate) async fn measure<F, Fut>(n: usize, concurrency: usize, call: F) -> Result<Series, String>
+where
+    F: Fn(usize) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (next, call) = (next.clone(), call.clone());
+        workers.spawn(async move {
+            let mut latencies = histogram();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, String>(latencies);
+                }
+                let t0 = Instant::now();
+                call(i).await?;
+                let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                latencies.saturating_record(ns.max(1));
+            }
+        });
+    }
+    let mut series = Series::new();
+    while let Some(done) = workers.join_next().await {
+        let latencies = done.map_err(|e| format!("worker panicked: {e}"))??;
+        series
+            .latencies
+            .add(&latencies)
+            .map_err(|e| format!("merging histograms: {e}"))?;
+    }
+    series.elapsed = started.elapsed();
+    series.calls = n as u64;
+    Ok(series)
+}
+
+/// A baseline and the stack over the same work, at one concurrency.
+#[derive(Debug)]
+pub(crate) struct Comparison {
+    pub(crate) scenario: String,
+    pub(crate) concurrency: usize,
+    pub(crate) baseline: (String, Series),
+    pub(crate) candidates: Vec<(String, Series)>,
+}
+
+type CallFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+type Call = Arc<dyn Fn(usize) -> CallFuture + Send + Sync>;
+
+/// One side of a comparison: a label and the call to make (given the call's
+/// index). Both sides pay the same boxing, so the ratio is fair.
+pub(crate) struct Side {
+    label: &'static str,
+    call: Call,
+}
+
+impl Side {
+    pub(crate) fn new<F, Fut>(label: &'static str, call: F) -> Self
+    where
+        F: Fn(usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Self {
+            label,
+            call: Arc::new(move |i| Box::pin(call(i))),
+        }
+    }
+}
+
+/// Alternates `rounds` rounds of each side, `n / rounds` calls each, after a
+/// warm-up round, so drift in the machine or the broker hits all sides alike.
+pub(crate) async fn compare(
+    scenario: &str,
+    n: usize,
+    concurrency: usize,
+    rounds: usize,
+    sides: Vec<Side>,
+) -> Result<Comparison, String> {
+    let rounds = rounds.max(1);
+    let per_round = (n / rounds).max(1);
+    let warmup = (per_round / 5).clamp(1, 2000);
+    let mut totals: Vec<Series> = sides.iter().map(|_| Series::new()).collect();
+    for side in &sides {
+        let call = side.call.clone();
+        measure(warmup, concurrency, move |i| call(i)).await?;
+    }
+    for round in 0..rounds {
+        for (side, total) in sides.iter().zip(&mut totals) {
+            eprintln!(
+                "  [{scenario} c={concurrency}] {} round {}/{rounds} ({per_round} calls)",
+                side.label,
+                round + 1
+            );
+            let call = side.call.clone();
+            let series = measure(per_round, concurrency, move |i| call(i)).await?;
+            total.elapsed += series.elapsed;
+            total.calls += series.calls;
+            total
+                .latencies
+                .add(&series.latencies)
+                .map_err(|e| format!("merging histograms: {e}"))?;
+        }
+    }
+    let mut labelled = sides.iter().map(|s| s.label.to_owned()).zip(totals);
+    let baseline = labelled.next().ok_or("a comparison needs a baseline")?;
+    Ok(Comparison {
+        scenario: scenario.to_owned(),
+        concurrency,
+        baseline,
+        candidates: labelled.collect(),
+    })
+}
+
+impl Comparison {
+    /// Prints the series and the ratios of each candidate over the baseline:
+    /// a table, or DESIGN §6's JSON lines.
+    pub(crate) fn print(&self, as_json: bool) {
+        let all = std::iter::once(&self.baseline).chain(&self.candidates);
+        for (label, series) in all {
+            if as_json {
+                println!(
+                    "{}",
+                    json!({
+                        "scenario": self.scenario, "series": label, "concurrency": self.concurrency,
+                        "n": series.calls, "rate": round2(series.rate()),
+                        "p50_us": round2(series.p50_us()), "p99_us": round2(series.p99_us()),
+                    })
+                );
+            } else {
+                println!(
+                    "{:<14} {:<10} c={:<4} n={:<8} rate={:>11.0}/s  p50={:>9.2} µs  p99={:>9.2} µs",
+                    self.scenario,
+                    label,
+                    self.concurrency,
+                    series.calls,
+                    series.rate(),
+                    series.p50_us(),
+                    series.p99_us()
+                );
+            }
+        }
+        let base = &self.baseline.1;
+        for (label, series) in &self.candidates {
+            let rate_ratio = series.rate() / base.rate();
+            let p50_ratio = series.p50_us() / base.p50_us().max(f64::MIN_POSITIVE);
+            if as_json {
+                println!(
+                    "{}",
+                    json!({
+                        "scenario": self.scenario, "series": label, "concurrency": self.concurrency,
+                        "rate_ratio": round3(rate_ratio), "p50_ratio": round3(p50_ratio),
+                    })
+                );
+            } else {
+                println!(
+                    "{:<14} {:<10} c={:<4} rate ratio {:.3}×  p50 ratio {:.3}×  (over {})",
+                    self.scenario, label, self.concurrency, rate_ratio, p50_ratio, self.baseline.0
+                );
+            }
+        }
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

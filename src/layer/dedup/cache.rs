@@ -1,0 +1,102 @@
+//! The bounded memory of seen ids.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+use crate::error::{Error, ErrorClass, ErrorKind};
+use crate::message::Message;
+
+/// Default number of ids remembered: 100 000 (a few MiB).
+pub const DEFAULT_CAPACITY: usize = 100_000;
+/// Default time an id is remembered: 10 minutes, longer than any sender
+/// keeps retrying.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
+
+/// What the handler did with a message, kept for repeats.
+#[derive(Debug, Clone)]
+pub(crate) enum Outcome {
+    Replied(Option<Message>),
+    Failed(CachedError),
+}
+
+/// An [`Error`] reduced to what can be handed out again.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedError {
+    kind: ErrorKind,
+    class: ErrorClass,
+    text: String,
+}
+
+impl From<Error> for CachedError {
+    fn from(error: Error) -> Self {
+        Self {
+            kind: error.kind(),
+            class: error.class(),
+            text: error.detail().to_owned(),
+        }
+    }
+}
+
+impl Outcome {
+    pub(crate) fn to_result(&self) -> Result<Option<Message>, Error> {
+        match self {
+            Self::Replied(reply) => Ok(reply.clone()),
+            Self::Failed(e) => Err(Error::new(e.kind, e.class, e.text.clone())),
+        }
+    }
+}
+
+type Cell = Arc<OnceCell<Outcome>>;
+
+#[derive(Debug)]
+pub(crate) struct Cache {
+    capacity: usize,
+    ttl: Duration,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    cells: HashMap<String, Cell>,
+    order: VecDeque<(String, Instant)>,
+}
+
+impl Cache {
+    pub(crate) fn new(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            capacity,
+            ttl,
+            entries: Mutex::default(),
+        }
+    }
+
+    /// The cell of `id`, created if it is new. Expired and surplus ids are
+    /// forgotten, oldest first.
+    pub(crate) fn cell(&self, id: &str) -> Cell {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(cell) = entries.cells.get(id) {
+            return cell.clone();
+        }
+        let now = Instant::now();
+        while let Some((oldest, at)) = entries.order.front() {
+            if entries.order.len() < self.capacity && now.saturating_duration_since(*at) < self.ttl {
+                break;
+            }
+            let oldest = oldest.clone();
+            entries.cells.remove(&oldest);
+            entries.order.pop_front();
+        }
+        let cell = Cell::default();
+        entries.cells.insert(id.to_owned(), cell.clone());
+        entries.order.push_back((id.to_owned(), now));
+        cell
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner).cells.len()
+    }
+}

@@ -1,0 +1,52 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::Layer;
+
+use super::Dedup;
+use super::cache::{Cache, DEFAULT_CAPACITY, DEFAULT_TTL};
+
+/// Applies [`Dedup`] to a handler. Every handler this layer wraps shares one
+/// memory of seen ids.
+#[derive(Debug, Clone)]
+pub struct DedupLayer {
+    cache: Arc<Cache>,
+}
+
+impl DedupLayer {
+    /// Remembers up to [`DEFAULT_CAPACITY`] ids for [`DEFAULT_TTL`].
+    pub fn new() -> Self {
+        Self::with_limits(DEFAULT_CAPACITY, DEFAULT_TTL)
+    }
+
+    /// Remembers up to `capacity` ids (at least one), each for `ttl`.
+    pub fn with_limits(capacity: usize, ttl: Duration) -> Self {
+        Self {
+            cache: Arc::new(Cache::new(capacity.max(1), ttl)),
+        }
+    }
+
+    /// Ids currently remembered.
+    pub fn len(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for DedupLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<S> Layer<S> for DedupLayer {
+    type Service = Dedup<S>;
+
+    fn layer(&self, inner: S) -> Dedup<S> {
+        Dedup::new(inner, self.cache.clone())
+    }
+}

@@ -1,0 +1,111 @@
+//! Receiver-side de-duplication: a handler runs once per message id.
+//!
+//! Retries and fallback make senders repeat messages whose outcome they do
+//! not know; this layer is what makes that safe. [`Dedup`] wraps a
+//! [`Handler`](crate::Handler) and remembers, for a bounded number of
+//! recent ids, the handler's result. A repeat that arrives while the first
+//! is still running waits for it; a repeat that arrives later gets the
+//! remembered result (the same reply for synchronous messages). If the
+//! first run is cancelled — its future dropped — a waiting repeat runs the
+//! handler instead, so nothing is lost.
+//!
+//! Share one [`DedupLayer`] between every path a receiver listens on (an
+//! [`Entity`](crate) serves AMQP and HTTP through the same one) so a message
+//! that arrives both ways still runs once.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use stage7_transport::layer::dedup::DedupLayer;
+//! use stage7_transport::{Message, MessageType};
+//! use tower::{Layer, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let runs = Arc::new(AtomicUsize::new(0));
+//! let counted = runs.clone();
+//! let handler = DedupLayer::new().layer(tower::service_fn(move |_: Message| {
+//!     counted.fetch_add(1, Ordering::SeqCst);
+//!     async { Ok::<_, Infallible>(None) }
+//! }));
+//! let message = Message::new(MessageType::Statement);
+//! handler.clone().oneshot(message.clone()).await.unwrap();
+//! handler.oneshot(message).await.unwrap();
+//! assert_eq!(runs.load(Ordering::SeqCst), 1);
+//! # }
+//! ```
+
+mod cache;
+mod layer;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower::Service;
+
+use self::cache::{Cache, Outcome};
+pub use self::cache::{DEFAULT_CAPACITY, DEFAULT_TTL};
+pub use self::layer::DedupLayer;
+use crate::error::{BoxError, Error};
+use crate::handler::handler_error;
+use crate::message::Message;
+
+/// Runs its handler once per message id. See the [module docs](self).
+///
+/// # Clone
+///
+/// Clones share the memory of seen ids.
+#[derive(Debug, Clone)]
+pub struct Dedup<S> {
+    inner: S,
+    cache: Arc<Cache>,
+}
+
+impl<S> Dedup<S> {
+    pub(crate) fn new(inner: S, cache: Arc<Cache>) -> Self {
+        Self { inner, cache }
+    }
+
+    crate::layer::inner_accessors!();
+}
+
+/// Response future of [`Dedup`].
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Option<Message>, Error>> + Send>>;
+
+impl<S> Service<Message> for Dedup<S>
+where
+    S: Service<Message, Response = Option<Message>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    type Response = Option<Message>;
+    type Error = Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx).map_err(handler_error)
+    }
+
+    fn call(&mut self, message: Message) -> ResponseFuture {
+        let fresh = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, fresh);
+        let cell = self.cache.cell(message.id());
+        Box::pin(async move {
+            let outcome = cell
+                .get_or_init(|| async move {
+                    match ready.call(message).await {
+                        Ok(reply) => Outcome::Replied(reply),
+                        Err(error) => Outcome::Failed(handler_error(error).into()),
+                    }
+                })
+                .await;
+            outcome.to_result()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
