@@ -156,6 +156,25 @@ impl ErrorKind {
     }
 }
 
+impl ErrorKind {
+    /// What is safe to do when a peer reports an error of this kind: the
+    /// class a receiver's error reply maps back to on the sender's side.
+    pub const fn remote_class(self) -> ErrorClass {
+        match self {
+            Self::Unavailable | Self::NoRoute | Self::Overloaded | Self::CircuitOpen | Self::Closed => {
+                ErrorClass::NotDelivered
+            }
+            Self::Timeout | Self::ConnectionLost => ErrorClass::UnknownOutcome,
+            Self::Handler
+            | Self::InvalidMessage
+            | Self::Unauthorized
+            | Self::TooLarge
+            | Self::Protocol
+            | Self::Config => ErrorClass::Rejected,
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -385,6 +404,51 @@ impl Error {
             ErrorClass::NotDelivered => true,
             ErrorClass::UnknownOutcome => receivers_deduplicate,
             ErrorClass::Rejected => false,
+        }
+    }
+}
+
+/// The JSON body of an error reply, over HTTP and AMQP alike:
+/// `{"error": "...", "kind": "..."}`.
+///
+/// ```
+/// use stage7_transport::{Error, ErrorBody, ErrorKind};
+///
+/// let body = ErrorBody::from(&Error::rejected("no such mission"));
+/// let json = serde_json::to_string(&body).unwrap();
+/// assert_eq!(json, r#"{"error":"no such mission","kind":"handler"}"#);
+/// let back: ErrorBody = serde_json::from_str(&json).unwrap();
+/// assert_eq!(back.kind(), Some(ErrorKind::Handler));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// [`ErrorKind::as_str`], for programs.
+    #[serde(default)]
+    pub kind: String,
+}
+
+impl ErrorBody {
+    /// The kind, if the peer sent one this crate knows.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        ErrorKind::parse(&self.kind)
+    }
+
+    /// The error this reply reports, with the class its kind implies
+    /// ([`ErrorKind::remote_class`]); a reply without a known kind is a
+    /// rejected [`Handler`](ErrorKind::Handler) error.
+    pub fn into_error(self) -> Error {
+        let kind = self.kind().unwrap_or(ErrorKind::Handler);
+        Error::new(kind, kind.remote_class(), format!("peer replied: {}", self.error))
+    }
+}
+
+impl From<&Error> for ErrorBody {
+    fn from(error: &Error) -> Self {
+        Self {
+            error: error.detail().to_owned(),
+            kind: error.kind().as_str().to_owned(),
         }
     }
 }

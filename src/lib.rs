@@ -71,7 +71,7 @@ pub mod stack;
 pub mod transport;
 
 pub use crate::config::{Config, Secret};
-pub use crate::error::{BoxError, Error, ErrorClass, ErrorKind, Result};
+pub use crate::error::{BoxError, Error, ErrorBody, ErrorClass, ErrorKind, Result};
 pub use crate::handler::{BoxHandler, Handler};
 pub use crate::memory::{Fault, MemoryTransport};
 pub use crate::message::{Codec, Message, MessageType};
