@@ -61,6 +61,7 @@
 //!
 //! 1.88, the version lapin 4 requires.
 
+pub mod amqp;
 pub mod config;
 pub mod error;
 pub mod handler;
@@ -70,6 +71,7 @@ pub mod message;
 pub mod stack;
 pub mod transport;
 
+pub use crate::amqp::AmqpTransport;
 pub use crate::config::{Config, Secret};
 pub use crate::error::{BoxError, Error, ErrorBody, ErrorClass, ErrorKind, Result};
 pub use crate::handler::{BoxHandler, Handler};

@@ -8,21 +8,21 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// level, without colours. Installed once per test binary as the global
 /// subscriber, so events from background tasks are captured too.
 #[derive(Clone)]
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Logs(Arc<Mutex<Vec<u8>>>);
 
 impl Logs {
     /// The captured text so far.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
     /// A position to read from later with [`since`](Self::since).
-    pub fn mark(&self) -> usize {
+    pub(crate) fn mark(&self) -> usize {
         self.0.lock().unwrap().len()
     }
 
     /// The text captured after `mark`.
-    pub fn since(&self, mark: usize) -> String {
+    pub(crate) fn since(&self, mark: usize) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()[mark..]).into_owned()
     }
 }
@@ -41,7 +41,7 @@ impl Write for Writer {
 }
 
 /// Installs the capturing subscriber (once) and returns its buffer.
-pub fn logs() -> Logs {
+pub(crate) fn logs() -> Logs {
     static LOGS: OnceLock<Logs> = OnceLock::new();
     LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
@@ -54,4 +54,86 @@ pub fn logs() -> Logs {
         Logs(buffer)
     })
     .clone()
+}
+
+/// The broker every AMQP test uses: `RABBITMQ_URL`, or the local default.
+pub(crate) fn amqp_url() -> String {
+    std::env::var("RABBITMQ_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// `host:port` of a URL like `amqp://user:pass@host:port/vhost`.
+pub(crate) fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5672")
+    }
+}
+
+/// Fails the test, saying how to start one, when no broker answers.
+pub(crate) async fn require_broker() {
+    let address = host_port(&amqp_url());
+    let connect = tokio::net::TcpStream::connect(&address);
+    match tokio::time::timeout(std::time::Duration::from_secs(3), connect).await {
+        Ok(Ok(_)) => {}
+        _ => panic!(
+            "RabbitMQ is not reachable at {address}. This test needs a real broker: start one with \
+             `rabbitmq-server -detached` (or run `scripts/test`, which starts it), or point \
+             RABBITMQ_URL at one."
+        ),
+    }
+}
+
+/// A name no other test or earlier run uses.
+pub(crate) fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    format!("{prefix}-{}", &id[id.len() - 12..])
+}
+
+/// Runs `rabbitmqctl` with `args`, returning its standard output.
+pub(crate) fn rabbitmqctl(args: &[&str]) -> String {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl {args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Closes, from the broker's side, every connection whose client named
+/// itself `name`; returns how many.
+pub(crate) fn close_connection(name: &str) -> usize {
+    let listed = rabbitmqctl(&[
+        "list_connections",
+        "pid",
+        "client_properties",
+        "--formatter",
+        "json",
+        "-q",
+    ]);
+    let connections: serde_json::Value = serde_json::from_str(listed.trim())
+        .unwrap_or_else(|e| panic!("unexpected rabbitmqctl output ({e}): {listed}"));
+    let mut closed = 0;
+    for connection in connections.as_array().into_iter().flatten() {
+        let named = connection["client_properties"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|property| property[0] == "connection_name" && property[2] == name);
+        if let (true, Some(pid)) = (named, connection["pid"].as_str()) {
+            rabbitmqctl(&["close_connection", pid, "closed by a test"]);
+            closed += 1;
+        }
+    }
+    closed
 }

@@ -1,0 +1,513 @@
+//! Receiving: an entity's queue, its bindings, and a handler run once per
+//! message id, with replies and dead letters.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_core::Stream;
+use lapin::message::Delivery as AmqpDelivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Consumer};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+use super::Owner;
+use super::publisher::confirmed;
+use super::supervisor::{Link, Shared, pause};
+use super::topology::{
+    BROADCAST, DEAD_LETTER_EXCHANGE, ERROR_HEADER, REASON_HEADER, declare_queue, queue_name,
+    routing_key,
+};
+use crate::error::{Error, ErrorBody, ErrorClass, ErrorKind};
+use crate::handler::{BoxHandler, Handler};
+use crate::layer::dedup::{Dedup, DedupLayer};
+use crate::message::{Codec, Message};
+
+/// Default number of unacknowledged messages a consumer holds, which is also
+/// how many handlers run at once: 64.
+pub const DEFAULT_PREFETCH: u16 = 64;
+
+/// How long a consumer waits before re-declaring after a failed setup on a
+/// live connection: 1 s.
+const RETRY_SETUP: Duration = Duration::from_secs(1);
+
+/// What to consume and how: an entity's id and component type, and the
+/// handler its messages go to.
+///
+/// The entity's queue is `{type lowercased}-{id}`, bound to `message.{id}`,
+/// `message.{type}` (as written and lowercased) and `message.all` (DESIGN
+/// §3). With [`work_queue`](Self::work_queue), messages for the type go to
+/// one shared queue `{type lowercased}` instead, so instances share them.
+///
+/// ```no_run
+/// use std::convert::Infallible;
+/// use stage7_transport::amqp::{AmqpTransport, Subscription};
+/// use stage7_transport::Message;
+///
+/// # async fn run() -> Result<(), stage7_transport::Error> {
+/// let transport = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:5672/%2f").build()?;
+/// let echo = tower::service_fn(|m: Message| async move {
+///     let content = m.content().cloned().unwrap_or_default();
+///     Ok::<_, Infallible>(Some(m.reply(content)))
+/// });
+/// let consumer = transport.subscribe(Subscription::new("echo-1", "Echo", echo));
+/// consumer.ready().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    id: String,
+    component_type: String,
+    handler: BoxHandler,
+    prefetch: u16,
+    work_queue: bool,
+    dedup: Option<DedupLayer>,
+    expires: Option<Duration>,
+}
+
+impl Subscription {
+    /// Consume for entity `id` of `component_type`, running `handler`.
+    pub fn new<H: Handler>(
+        id: impl Into<String>,
+        component_type: impl Into<String>,
+        handler: H,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            component_type: component_type.into(),
+            handler: BoxHandler::new(handler),
+            prefetch: DEFAULT_PREFETCH,
+            work_queue: false,
+            dedup: None,
+            expires: None,
+        }
+    }
+
+    /// Unacknowledged messages held at once, and so handlers run at once.
+    /// Default [`DEFAULT_PREFETCH`].
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// Share messages for the component type with other instances through
+    /// one work queue instead of each receiving them. Default off (the
+    /// seed's layout).
+    pub fn work_queue(mut self, shared: bool) -> Self {
+        self.work_queue = shared;
+        self
+    }
+
+    /// The de-duplication memory; pass the one the entity's other
+    /// endpoints use so a message arriving both ways runs once. Default: a
+    /// fresh [`DedupLayer`].
+    pub fn dedup(mut self, dedup: DedupLayer) -> Self {
+        self.dedup = Some(dedup);
+        self
+    }
+
+    /// Let the broker delete the queue after it has had no consumer for this
+    /// long (`x-expires`). Default: never.
+    pub fn expires(mut self, unused_for: Duration) -> Self {
+        self.expires = Some(unused_for);
+        self
+    }
+
+    /// The entity's own queue.
+    pub fn queue(&self) -> String {
+        queue_name(&self.component_type, &self.id)
+    }
+
+    fn queues(&self) -> Vec<(String, Vec<String>)> {
+        let kind = &self.component_type;
+        let lower = kind.to_lowercase();
+        let mut type_keys = vec![routing_key(kind)];
+        if lower != *kind {
+            type_keys.push(routing_key(&lower));
+        }
+        let mut own = vec![routing_key(&self.id), routing_key(BROADCAST)];
+        if self.work_queue {
+            vec![(self.queue(), own), (lower, type_keys)]
+        } else {
+            own.extend(type_keys);
+            vec![(self.queue(), own)]
+        }
+    }
+}
+
+/// A running consumer. It keeps the transport's connection open; dropping
+/// it does not stop consuming, [`shutdown`](Self::shutdown) does (or closing
+/// the transport).
+#[derive(Debug)]
+pub struct Subscriber {
+    queue: String,
+    consuming: watch::Receiver<bool>,
+    stop: watch::Sender<Option<Duration>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Subscriber {
+    /// The entity's queue.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// Whether messages are being consumed now (false while disconnected).
+    pub fn is_consuming(&self) -> bool {
+        *self.consuming.borrow()
+    }
+
+    /// Waits until messages are being consumed: the queue is declared and
+    /// bound and the consumer started, on the current connection.
+    pub async fn ready(&self) {
+        let mut consuming = self.consuming.clone();
+        let _ = consuming.wait_for(|consuming| *consuming).await;
+    }
+
+    /// Stops taking messages, lets running handlers finish for up to
+    /// `grace`, then closes the channel. Messages not yet acknowledged —
+    /// those whose handler did not finish — go back to the queue: nothing
+    /// acknowledged is lost, nothing unacknowledged is dropped.
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop.send_replace(Some(grace));
+        let _ = self.task.await;
+    }
+}
+
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    owner: Arc<Owner>,
+    subscription: Subscription,
+) -> Subscriber {
+    let queue = subscription.queue();
+    let (consuming_tx, consuming) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(None);
+    let task = tokio::spawn(async move {
+        run(shared, subscription, consuming_tx, stop_rx).await;
+        drop(owner);
+    });
+    Subscriber {
+        queue,
+        consuming,
+        stop,
+        task,
+    }
+}
+
+type Handling = Dedup<BoxHandler>;
+
+async fn run(
+    shared: Arc<Shared>,
+    subscription: Subscription,
+    consuming: watch::Sender<bool>,
+    mut stop: watch::Receiver<Option<Duration>>,
+) {
+    let dedup = subscription.dedup.clone().unwrap_or_default();
+    let handler = tower::Layer::layer(&dedup, subscription.handler.clone());
+    let mut links = shared.link.subscribe();
+    let mut closing = shared.closing.subscribe();
+    let mut in_flight = JoinSet::new();
+    let queue = subscription.queue();
+    let grace = loop {
+        let link = tokio::select! {
+            link = links.wait_for(Option::is_some) => match link {
+                Ok(link) => link.clone(),
+                Err(_) => break Duration::ZERO,
+            },
+            _ = stop.changed() => break stop.borrow().unwrap_or_default(),
+            _ = closing.changed() => break Duration::ZERO,
+        };
+        let Some(link) = link else { continue };
+        let (channel, consumers) = match arm(&link, &subscription).await {
+            Ok(armed) => armed,
+            Err(error) => {
+                tracing::warn!(queue, %error, "cannot set up the AMQP consumer; retrying");
+                pause(&mut closing, RETRY_SETUP).await;
+                continue;
+            }
+        };
+        tracing::info!(queue, generation = link.generation, "consuming");
+        consuming.send_replace(true);
+        let tags: Vec<String> = consumers.iter().map(|(tag, _)| tag.clone()).collect();
+        let streams = consumers.into_iter().map(|(_, stream)| stream).collect();
+        let ended = consume(
+            &shared,
+            &channel,
+            streams,
+            &handler,
+            &mut in_flight,
+            &mut links,
+            &mut stop,
+        )
+        .await;
+        consuming.send_replace(false);
+        if let Some(grace) = ended {
+            for tag in tags {
+                let _ = channel
+                    .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                    .await;
+            }
+            finish(&mut in_flight, grace).await;
+            let _ = channel.close(200, "consumer stopped".into()).await;
+            tracing::info!(queue, "consumer stopped");
+            return;
+        }
+        tracing::debug!(
+            queue,
+            "consumer lost its connection; waiting for the next one"
+        );
+    };
+    finish(&mut in_flight, grace).await;
+}
+
+/// Waits up to `grace` for running handlers, then abandons the rest
+/// unacknowledged (the broker requeues them when the channel closes).
+async fn finish(in_flight: &mut JoinSet<()>, grace: Duration) {
+    let drained = tokio::time::timeout(grace, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            abandoned = in_flight.len(),
+            "handlers still running at shutdown; their messages go back to the queue"
+        );
+        in_flight.abort_all();
+    }
+}
+
+type Deliveries = Pin<Box<dyn Stream<Item = lapin::Result<AmqpDelivery>> + Send>>;
+
+async fn arm(
+    link: &Link,
+    subscription: &Subscription,
+) -> lapin::Result<(Channel, Vec<(String, Deliveries)>)> {
+    let channel = link.connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    channel
+        .basic_qos(subscription.prefetch, BasicQosOptions::default())
+        .await?;
+    let expires = subscription
+        .expires
+        .map(|unused| u64::try_from(unused.as_millis()).unwrap_or(u64::MAX));
+    let mut consumers = Vec::new();
+    for (index, (queue, keys)) in subscription.queues().into_iter().enumerate() {
+        declare_queue(&channel, &queue, &keys, expires).await?;
+        let tag = if index == 0 {
+            format!("{}-{}", subscription.queue(), link.generation)
+        } else {
+            format!("{}-{}-{index}", subscription.queue(), link.generation)
+        };
+        let consumer: Consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                Default::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        consumers.push((tag, Box::pin(consumer) as Deliveries));
+    }
+    Ok((channel, consumers))
+}
+
+/// Consumes until the connection is replaced (`None`) or a stop is asked
+/// (`Some(grace)`).
+async fn consume(
+    shared: &Arc<Shared>,
+    channel: &Channel,
+    mut consumers: Vec<Deliveries>,
+    handler: &Handling,
+    in_flight: &mut JoinSet<()>,
+    links: &mut watch::Receiver<Option<Arc<Link>>>,
+    stop: &mut watch::Receiver<Option<Duration>>,
+) -> Option<Duration> {
+    let codec = shared.settings.codec;
+    loop {
+        let next = std::future::poll_fn(|cx| {
+            for consumer in &mut consumers {
+                if let std::task::Poll::Ready(item) = consumer.as_mut().poll_next(cx) {
+                    return std::task::Poll::Ready(item);
+                }
+            }
+            std::task::Poll::Pending
+        });
+        tokio::select! {
+            item = next => match item {
+                Some(Ok(delivery)) => {
+                    in_flight.spawn(handle(delivery, channel.clone(), handler.clone(), codec));
+                }
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "AMQP consumer failed");
+                    shared.broken.notify_one();
+                    return None;
+                }
+                None => return None,
+            },
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            _ = links.changed() => return None,
+            _ = stop.changed() => return Some(stop.borrow().unwrap_or_default()),
+        }
+    }
+}
+
+/// Handles one delivery: decode, run the handler once per id, reply or
+/// dead-letter, then acknowledge.
+///
+/// A synchronous request always gets an answer — the reply, or an error
+/// reply — so its caller fails fast rather than at its timeout. Messages
+/// that are not valid, and asynchronous messages whose handler failed, are
+/// dead-lettered with the reason.
+async fn handle(delivery: AmqpDelivery, channel: Channel, handler: Handling, codec: Codec) {
+    let reply_to = delivery.properties.reply_to().clone();
+    let (result, poison) = match decode(&delivery, codec) {
+        Ok(message) => (handler.oneshot(message).await, false),
+        Err(error) => (Err(error), true),
+    };
+    if let Some(to) = &reply_to {
+        let missing;
+        let answer = match &result {
+            Ok(Some(reply)) => Ok(reply),
+            Ok(None) => {
+                missing = Error::new(
+                    ErrorKind::Protocol,
+                    ErrorClass::Rejected,
+                    "the handler returned no reply to a synchronous message",
+                );
+                Err(&missing)
+            }
+            Err(error) => Err(error),
+        };
+        send_reply(&channel, &delivery, to, answer, codec).await;
+    }
+    let settled = match &result {
+        Err(error) if poison || reply_to.is_none() => dead_letter(&channel, &delivery, error).await,
+        _ => Ok(()),
+    };
+    let acked = match settled {
+        Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
+        Err(()) => {
+            let reject = BasicNackOptions {
+                requeue: false,
+                ..BasicNackOptions::default()
+            };
+            delivery.acker.nack(reject).await
+        }
+    };
+    if let Err(error) = acked {
+        tracing::debug!(%error, "could not settle a delivery; the broker will redeliver it");
+    }
+}
+
+fn decode(delivery: &AmqpDelivery, codec: Codec) -> Result<Message, Error> {
+    if let Some(content_type) = delivery.properties.content_type() {
+        let essence = content_type
+            .as_str()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Err(Error::invalid(format!(
+                "content type `{content_type}` is not application/json"
+            )));
+        }
+    }
+    codec.decode(&delivery.data)
+}
+
+async fn send_reply(
+    channel: &Channel,
+    request: &AmqpDelivery,
+    to: &ShortString,
+    answer: Result<&Message, &Error>,
+    codec: Codec,
+) {
+    let mut properties = BasicProperties::default().with_content_type("application/json".into());
+    if let Some(correlation) = request.properties.correlation_id() {
+        properties = properties.with_correlation_id(correlation.clone());
+    }
+    let encoded = match answer {
+        Ok(reply) => codec.encode(reply).map(|body| (reply.id(), body)),
+        Err(error) => Err(Error::new(
+            error.kind(),
+            error.class(),
+            error.detail().to_owned(),
+        )),
+    };
+    let body = match encoded {
+        Ok((id, body)) => {
+            properties = properties.with_message_id(id.into());
+            body.to_vec()
+        }
+        Err(error) => {
+            let mut headers = FieldTable::default();
+            headers.insert(
+                ERROR_HEADER.into(),
+                AMQPValue::LongString(error.kind().as_str().into()),
+            );
+            properties = properties.with_headers(headers);
+            serde_json::to_vec(&ErrorBody::from(&error)).unwrap_or_default()
+        }
+    };
+    let sent = channel
+        .basic_publish(
+            "".into(),
+            to.clone(),
+            BasicPublishOptions::default(),
+            &body,
+            properties,
+        )
+        .await;
+    if let Err(error) = sent {
+        tracing::warn!(%error, "could not send a reply; the caller will time out");
+    }
+}
+
+/// Publishes the delivery to the dead-letter exchange with the reason in
+/// headers and waits for the broker's confirm. `Err` means it is not stored:
+/// the caller rejects the delivery instead, and the queue's own
+/// dead-letter exchange catches it (without our reason).
+async fn dead_letter(channel: &Channel, delivery: &AmqpDelivery, error: &Error) -> Result<(), ()> {
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        REASON_HEADER.into(),
+        AMQPValue::LongString(error.to_string().into()),
+    );
+    headers.insert(
+        ERROR_HEADER.into(),
+        AMQPValue::LongString(error.kind().as_str().into()),
+    );
+    headers.insert(
+        "x-stage7-routing-key".into(),
+        AMQPValue::LongString(delivery.routing_key.as_str().into()),
+    );
+    let properties = delivery.properties.clone().with_headers(headers);
+    tracing::warn!(routing_key = delivery.routing_key.as_str(), %error, "dead-lettering a message");
+    let published = channel
+        .basic_publish(
+            DEAD_LETTER_EXCHANGE.into(),
+            delivery.routing_key.clone(),
+            BasicPublishOptions::default(),
+            &delivery.data,
+            properties,
+        )
+        .await;
+    let stored = match published {
+        Ok(confirm) => confirm
+            .await
+            .ok()
+            .and_then(|c| confirmed(c, DEAD_LETTER_EXCHANGE).ok()),
+        Err(_) => None,
+    };
+    stored.ok_or(())
+}

@@ -1,0 +1,263 @@
+//! RabbitMQ over AMQP 0-9-1 (lapin): the primary route.
+//!
+//! [`AmqpTransport`] is a [`Transport`](crate::Transport):
+//!
+//! * **Asynchronous messages** are published to exchange `stage7` with
+//!   routing key `message.{recipient}`, persistent and `mandatory`, on a
+//!   channel in confirm mode; the call resolves on the broker's ack. An
+//!   unroutable message (returned) or a nack is
+//!   [`NotDelivered`](crate::ErrorClass::NotDelivered).
+//! * **Synchronous messages** are requests over direct reply-to (see
+//!   [`rpc`](self#request-and-reply)); the message expiration is the time
+//!   left before the call [deadline](crate::Message::deadline).
+//! * **The connection** is made in the background and replaced whenever it
+//!   is lost, on a jittered schedule that starts at 20 ms and never gives
+//!   up. While there is none, calls fail at once as
+//!   [`NotDelivered`](crate::ErrorClass::NotDelivered) so the fallback route
+//!   takes them; a missing broker at start is not an error. Nothing is
+//!   re-published on reconnect: what was in flight fails, and the layers
+//!   above decide.
+//! * **Back-pressure**: at most [`window`](config::Builder::window) calls
+//!   wait for a confirm or reply; beyond that, and while the broker blocks
+//!   the connection, `poll_ready` waits instead of buffering.
+//!
+//! # Request and reply
+//!
+//! One channel per connection carries every request and one no-ack consumer
+//! of `amq.rabbitmq.reply-to`. Requests carry `correlation_id` and
+//! `reply_to` as AMQP properties; replies come back on the default exchange.
+//! When the channel or connection fails, every waiting call fails at once
+//! with [`UnknownOutcome`](crate::ErrorClass::UnknownOutcome).
+//!
+//! # Receiving
+//!
+//! [`AmqpTransport::subscribe`] declares an entity's queue and bindings and
+//! runs a handler for its messages: once per message id, acknowledging after
+//! the handler finishes, replying to requests, and dead-lettering what
+//! cannot be handled to `stage7.dlx` / `stage7.dead-letter` with the reason
+//! in the `x-stage7-reason` header. Consumers are re-armed on every new
+//! connection.
+//!
+//! ```no_run
+//! use serde_json::json;
+//! use stage7_transport::amqp::AmqpTransport;
+//! use stage7_transport::Message;
+//! use tower::ServiceExt;
+//!
+//! # async fn run() -> Result<(), stage7_transport::Error> {
+//! let transport = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:5672/%2f")
+//!     .connection_name("librarian-1")
+//!     .build()?;
+//! let reply = transport.oneshot(Message::request("Brain", json!({"q": "?"}))).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+mod consumer;
+mod publisher;
+mod rpc;
+mod supervisor;
+pub mod topology;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::TryAcquireError;
+use tower::Service;
+
+pub use self::config::Builder;
+pub use self::consumer::{DEFAULT_PREFETCH, Subscriber, Subscription};
+use self::supervisor::Shared;
+use crate::config::Secret;
+use crate::error::{Error, ErrorClass, ErrorKind, Result};
+use crate::message::Message;
+use crate::transport::{Delivery, Route};
+
+/// The AMQP backend. See the [module docs](self).
+///
+/// # Clone
+///
+/// Clones share the connection; each starts un-ready. The connection closes
+/// when the last clone, the last call in flight and the last
+/// [`Subscriber`] are gone, or when [`close`](Self::close) is called.
+pub struct AmqpTransport {
+    shared: Arc<Shared>,
+    owner: Arc<Owner>,
+    permit: Option<OwnedSemaphorePermit>,
+    waiting: Option<Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>>,
+}
+
+/// Closes the connection when the last handle goes.
+pub(crate) struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.closing.send_replace(true);
+    }
+}
+
+impl AmqpTransport {
+    /// Settings for a transport to the broker at `url`
+    /// (`amqp://user:pass@host:port/vhost`).
+    pub fn builder(url: impl Into<String>) -> Builder {
+        Builder::new(Secret::new(url))
+    }
+
+    pub(crate) fn start(settings: config::Settings) -> Self {
+        let shared = Arc::new(Shared::new(settings));
+        tokio::spawn(supervisor::supervise(shared.clone()));
+        Self {
+            owner: Arc::new(Owner(shared.clone())),
+            shared,
+            permit: None,
+            waiting: None,
+        }
+    }
+
+    /// Whether a connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.shared.current().is_some()
+    }
+
+    /// Waits until a connection is up.
+    pub async fn connected(&self) {
+        let mut link = self.shared.link.subscribe();
+        let _ = link.wait_for(Option::is_some).await;
+    }
+
+    /// Requests waiting for a reply on the current connection.
+    pub fn pending_replies(&self) -> usize {
+        self.shared
+            .current()
+            .map_or(0, |link| link.rpc.pending().len())
+    }
+
+    /// Consumes for an entity; see [`Subscription`]. Works while
+    /// disconnected: the consumer starts as soon as a connection is up, and
+    /// again on every new one.
+    pub fn subscribe(&self, subscription: Subscription) -> Subscriber {
+        consumer::start(self.shared.clone(), self.owner.clone(), subscription)
+    }
+
+    /// Closes the connection now, for every clone. Calls fail afterwards
+    /// with [`Closed`](ErrorKind::Closed).
+    pub fn close(&self) {
+        self.shared.closing.send_replace(true);
+    }
+
+    fn not_connected(&self) -> Error {
+        if *self.shared.closing.borrow() {
+            return Error::new(
+                ErrorKind::Closed,
+                ErrorClass::NotDelivered,
+                "the AMQP transport is closed",
+            )
+            .with_route(Route::Amqp);
+        }
+        let why = self
+            .shared
+            .last_failure()
+            .unwrap_or_else(|| "still connecting".to_owned());
+        Error::new(
+            ErrorKind::Unavailable,
+            ErrorClass::NotDelivered,
+            format!("not connected to RabbitMQ ({why})"),
+        )
+        .with_route(Route::Amqp)
+    }
+}
+
+impl Clone for AmqpTransport {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            owner: self.owner.clone(),
+            permit: None,
+            waiting: None,
+        }
+    }
+}
+
+/// Response future of [`AmqpTransport`]: boxed, because the call awaits
+/// lapin's own futures; the allocation is small next to a network round
+/// trip.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Delivery>> + Send>>;
+
+impl Service<Message> for AmqpTransport {
+    type Response = Delivery;
+    type Error = Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        loop {
+            if let Some(waiting) = &mut self.waiting {
+                let permit = ready!(waiting.as_mut().poll(cx));
+                self.waiting = None;
+                if permit.is_some() {
+                    self.permit = permit;
+                }
+                continue;
+            }
+            if *self.shared.blocked.borrow() {
+                let mut blocked = self.shared.blocked.subscribe();
+                self.waiting = Some(Box::pin(async move {
+                    let _ = blocked.wait_for(|blocked| !*blocked).await;
+                    None
+                }));
+                continue;
+            }
+            if self.permit.is_some() {
+                return Poll::Ready(Ok(()));
+            }
+            match self.shared.window.clone().try_acquire_owned() {
+                Ok(permit) => self.permit = Some(permit),
+                Err(TryAcquireError::NoPermits) => {
+                    let window = self.shared.window.clone();
+                    self.waiting = Some(Box::pin(async move { window.acquire_owned().await.ok() }));
+                }
+                Err(TryAcquireError::Closed) => return Poll::Ready(Err(self.not_connected())),
+            }
+        }
+    }
+
+    fn call(&mut self, message: Message) -> ResponseFuture {
+        let permit = self.permit.take();
+        let link = self.shared.current().ok_or_else(|| self.not_connected());
+        let codec = self.shared.settings.codec;
+        let shared = self.shared.clone();
+        let owner = self.owner.clone();
+        Box::pin(async move {
+            let _in_flight = (permit, owner);
+            let link = link?;
+            if message.recipient().is_none() {
+                return Err(Error::invalid("message has no recipient").with_route(Route::Amqp));
+            }
+            let body = codec
+                .encode(&message)
+                .map_err(|e| e.with_route(Route::Amqp))?;
+            let result = if message.requires_sync() {
+                link.rpc.call(&message, &body, codec).await
+            } else {
+                publisher::publish(&link.publisher, &message, &body).await
+            };
+            if result.as_ref().is_err_and(Error::is_not_delivered) && !link.rpc.is_open() {
+                shared.broken.notify_one();
+            }
+            result
+        })
+    }
+}
+
+impl fmt::Debug for AmqpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpTransport")
+            .field("settings", &self.shared.settings)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,119 @@
+//! Names and declarations of the exchanges, queues and bindings (DESIGN §3).
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel, ExchangeKind};
+
+/// The topic exchange every message is published to.
+pub const EXCHANGE: &str = "stage7";
+/// Where messages that could not be handled go: a fanout exchange…
+pub const DEAD_LETTER_EXCHANGE: &str = "stage7.dlx";
+/// …bound to this queue.
+pub const DEAD_LETTER_QUEUE: &str = "stage7.dead-letter";
+/// RabbitMQ's direct reply-to pseudo-queue.
+pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// The recipient that reaches every entity.
+pub const BROADCAST: &str = "all";
+
+/// Header naming why a message was dead-lettered.
+pub const REASON_HEADER: &str = "x-stage7-reason";
+/// Header carrying the [`ErrorKind`](crate::ErrorKind) of a dead letter or
+/// an error reply.
+pub const ERROR_HEADER: &str = "x-stage7-error";
+
+/// `message.{recipient}`.
+pub fn routing_key(recipient: &str) -> String {
+    format!("message.{recipient}")
+}
+
+/// `{componentType lowercased}-{id}`, the seed's queue name.
+pub fn queue_name(component_type: &str, id: &str) -> String {
+    format!("{}-{id}", component_type.to_lowercase())
+}
+
+/// Declares the exchanges and the dead-letter queue. Idempotent; run on
+/// every (re)connection. Never touches the default exchange.
+pub(crate) async fn declare_exchanges(channel: &Channel) -> lapin::Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            EXCHANGE.into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            DEAD_LETTER_EXCHANGE.into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            DEAD_LETTER_QUEUE.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            DEAD_LETTER_QUEUE.into(),
+            DEAD_LETTER_EXCHANGE.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// A durable queue whose rejected and expired messages go to the
+/// dead-letter exchange, bound to `keys` on [`EXCHANGE`].
+pub(crate) async fn declare_queue(
+    channel: &Channel,
+    queue: &str,
+    keys: &[String],
+    expires_ms: Option<u64>,
+) -> lapin::Result<()> {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
+    );
+    if let Some(ms) = expires_ms {
+        arguments.insert(
+            "x-expires".into(),
+            AMQPValue::LongLongInt(i64::try_from(ms).unwrap_or(i64::MAX)),
+        );
+    }
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            arguments,
+        )
+        .await?;
+    for key in keys {
+        channel
+            .queue_bind(
+                ShortString::from(queue),
+                EXCHANGE.into(),
+                key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,405 @@
+//! The AMQP backend against a real RabbitMQ.
+
+mod support;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::json;
+use stage7_transport::amqp::topology::{DEAD_LETTER_EXCHANGE, EXCHANGE, REASON_HEADER};
+use stage7_transport::amqp::{AmqpTransport, Subscriber, Subscription};
+use stage7_transport::{Codec, Error, ErrorClass, ErrorKind, Message, MessageType, Route};
+use support::{amqp_url, require_broker, unique};
+use tokio::sync::mpsc;
+use tower::ServiceExt;
+
+fn transport(name: &str) -> AmqpTransport {
+    AmqpTransport::builder(amqp_url())
+        .connection_name(name)
+        .build()
+        .unwrap()
+}
+
+/// An entity that echoes the content of requests and reports every message
+/// it handles on `seen`.
+async fn echo_entity(
+    transport: &AmqpTransport,
+    id: &str,
+    seen: mpsc::UnboundedSender<Message>,
+) -> Subscriber {
+    let handler = tower::service_fn(move |message: Message| {
+        let _ = seen.send(message.clone());
+        async move {
+            let content = message.content().cloned().unwrap_or_default();
+            Ok::<_, Infallible>(Some(message.reply(content)))
+        }
+    });
+    let subscriber = transport
+        .subscribe(Subscription::new(id, "Echo", handler).expires(Duration::from_secs(60)));
+    subscriber.ready().await;
+    subscriber
+}
+
+async fn raw_channel() -> (Connection, lapin::Channel) {
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    (connection, channel)
+}
+
+#[tokio::test]
+async fn async_send_arrives_once() {
+    require_broker().await;
+    let transport = transport(&unique("t-send"));
+    let id = unique("echo");
+    let (seen, mut received) = mpsc::unbounded_channel();
+    let _entity = echo_entity(&transport, &id, seen).await;
+
+    let event = Message::new(MessageType::Statement)
+        .with_recipient(&id)
+        .with_content(json!("hello"));
+    let delivery = transport.clone().oneshot(event.clone()).await.unwrap();
+    assert_eq!(delivery.route(), Route::Amqp);
+    assert!(delivery.reply().is_none());
+
+    let arrived = received.recv().await.unwrap();
+    assert_eq!(arrived.id(), event.id());
+    assert_eq!(arrived.content(), Some(&json!("hello")));
+    // A second message sent after the first arrives after it: had the first
+    // been delivered twice, its copy would be seen before this one.
+    let marker = Message::new(MessageType::Statement).with_recipient(&id);
+    transport.clone().oneshot(marker.clone()).await.unwrap();
+    assert_eq!(received.recv().await.unwrap().id(), marker.id());
+    assert!(received.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn rpc_returns_the_reply() {
+    require_broker().await;
+    let transport = transport(&unique("t-rpc"));
+    let id = unique("echo");
+    let (seen, _received) = mpsc::unbounded_channel();
+    let _entity = echo_entity(&transport, &id, seen).await;
+
+    let request = Message::request(&id, json!({"question": 6 * 7})).with_sender("tester");
+    let delivery = transport.clone().oneshot(request).await.unwrap();
+    assert_eq!(delivery.route(), Route::Amqp);
+    let reply = delivery.reply().unwrap();
+    assert_eq!(reply.content(), Some(&json!({"question": 42})));
+    assert_eq!(reply.recipient(), Some("tester"));
+    assert_eq!(transport.pending_replies(), 0);
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_rpcs_are_all_answered() {
+    require_broker().await;
+    let transport = transport(&unique("t-rpc1000"));
+    let id = unique("echo");
+    let (seen, _received) = mpsc::unbounded_channel();
+    let _entity = echo_entity(&transport, &id, seen).await;
+
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..1000 {
+        let transport = transport.clone();
+        let id = id.clone();
+        calls.spawn(async move {
+            let delivery = transport.oneshot(Message::request(&id, json!(n))).await?;
+            Ok::<_, Error>((n, delivery.into_reply().and_then(|r| r.content().cloned())))
+        });
+    }
+    let mut answered = 0;
+    while let Some(done) = calls.join_next().await {
+        let (n, content) = done.unwrap().unwrap();
+        assert_eq!(content, Some(json!(n)));
+        answered += 1;
+    }
+    assert_eq!(answered, 1000);
+    assert_eq!(
+        transport.pending_replies(),
+        0,
+        "the correlation map is empty afterwards"
+    );
+}
+
+#[tokio::test]
+async fn unroutable_recipient_is_not_delivered() {
+    require_broker().await;
+    let transport = transport(&unique("t-noroute"));
+    transport.connected().await;
+    let nobody = unique("nobody");
+    for sync in [false, true] {
+        let message = Message::new(MessageType::Request)
+            .with_recipient(&nobody)
+            .with_sync(sync);
+        let error = transport.clone().oneshot(message).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NoRoute, "{error}");
+        assert_eq!(error.class(), ErrorClass::NotDelivered);
+        assert_eq!(error.route(), Some(Route::Amqp));
+        assert!(error.to_string().contains(&nobody), "{error}");
+    }
+    assert_eq!(transport.pending_replies(), 0);
+}
+
+#[tokio::test]
+async fn oversize_message_is_refused_before_publish() {
+    require_broker().await;
+    let transport = AmqpTransport::builder(amqp_url())
+        .connection_name(unique("t-size"))
+        .codec(Codec::new(1024))
+        .build()
+        .unwrap();
+    transport.connected().await;
+    let big = Message::request(unique("anyone"), json!("x".repeat(4096)));
+    let error = transport.oneshot(big).await.unwrap_err();
+    assert!(error.is_too_large(), "{error}");
+    assert!(error.is_rejected());
+}
+
+#[tokio::test]
+async fn missing_broker_at_start_fails_fast_as_not_delivered() {
+    let transport = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:1/%2f")
+        .connection_name(unique("t-nobroker"))
+        .build()
+        .unwrap();
+    let error = transport
+        .oneshot(Message::request("anyone", json!(1)))
+        .await
+        .unwrap_err();
+    assert!(error.is_not_delivered(), "{error}");
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+}
+
+/// Publishes raw bodies to an entity, as a misbehaving peer would.
+async fn publish_raw(
+    channel: &lapin::Channel,
+    recipient: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) {
+    channel
+        .basic_publish(
+            EXCHANGE.into(),
+            format!("message.{recipient}").into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn poison_messages_are_dead_lettered_with_a_reason_and_the_consumer_keeps_serving() {
+    require_broker().await;
+    let transport = transport(&unique("t-poison"));
+    let id = unique("echo");
+    let failing = tower::service_fn(|message: Message| async move {
+        if message.content() == Some(&json!("fail")) {
+            Err("the handler refuses this one")
+        } else {
+            let content = message.content().cloned().unwrap_or_default();
+            Ok(Some(message.reply(content)))
+        }
+    });
+    let _entity = transport
+        .subscribe(Subscription::new(&id, "Echo", failing).expires(Duration::from_secs(60)));
+    _entity.ready().await;
+
+    let (_connection, channel) = raw_channel().await;
+    let tap = unique("dead-letter-tap");
+    channel
+        .queue_declare(
+            tap.as_str().into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            tap.as_str().into(),
+            DEAD_LETTER_EXCHANGE.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+
+    let json = BasicProperties::default().with_content_type("application/json".into());
+    publish_raw(
+        &channel,
+        &id,
+        b"{not json",
+        json.clone().with_message_id("p1".into()),
+    )
+    .await;
+    publish_raw(
+        &channel,
+        &id,
+        br#"{"type":"statement","sender":7}"#,
+        json.clone().with_message_id("p2".into()),
+    )
+    .await;
+    publish_raw(
+        &channel,
+        &id,
+        br#"[1,2,3]"#,
+        json.clone().with_message_id("p3".into()),
+    )
+    .await;
+    let fail = Message::new(MessageType::Statement)
+        .with_recipient(&id)
+        .with_content(json!("fail"));
+    transport.clone().oneshot(fail.clone()).await.unwrap();
+    publish_raw(
+        &channel,
+        &id,
+        br#"{"type":"statement","sender":"s"}"#,
+        BasicProperties::default()
+            .with_content_type("text/plain".into())
+            .with_message_id("p5".into()),
+    )
+    .await;
+
+    let mut reasons = HashMap::new();
+    while reasons.len() < 5 {
+        let got = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(message) = channel
+                    .basic_get(tap.as_str().into(), Default::default())
+                    .await
+                    .unwrap()
+                {
+                    break message;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the dead letters arrive");
+        let headers = got
+            .delivery
+            .properties
+            .headers()
+            .clone()
+            .unwrap_or_default();
+        let reason = match headers.inner().get(REASON_HEADER) {
+            Some(AMQPValue::LongString(text)) => {
+                String::from_utf8_lossy(text.as_bytes()).into_owned()
+            }
+            other => panic!("no reason header: {other:?}"),
+        };
+        let key = got
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        reasons.insert(key, reason);
+    }
+    assert!(reasons["p1"].contains("malformed JSON"), "{reasons:?}");
+    assert!(reasons["p2"].contains("field `sender`"), "{reasons:?}");
+    assert!(reasons["p3"].contains("invalid message"), "{reasons:?}");
+    assert!(
+        reasons[fail.id()].contains("the handler refuses this one"),
+        "{reasons:?}"
+    );
+    assert!(reasons["p5"].contains("text/plain"), "{reasons:?}");
+
+    let reply = transport
+        .oneshot(Message::request(&id, json!("still here")))
+        .await
+        .unwrap();
+    assert_eq!(reply.reply().unwrap().content(), Some(&json!("still here")));
+}
+
+#[tokio::test]
+async fn a_handler_error_comes_back_to_the_caller_as_rejected() {
+    require_broker().await;
+    let transport = transport(&unique("t-herr"));
+    let id = unique("grumpy");
+    let grumpy =
+        tower::service_fn(|_: Message| async { Err::<Option<Message>, _>("no such mission") });
+    let entity = transport
+        .subscribe(Subscription::new(&id, "Grumpy", grumpy).expires(Duration::from_secs(60)));
+    entity.ready().await;
+    let error = transport
+        .oneshot(Message::request(&id, json!({})))
+        .await
+        .unwrap_err();
+    assert!(error.is_rejected(), "{error}");
+    assert_eq!(error.kind(), ErrorKind::Handler);
+    assert!(error.to_string().contains("no such mission"), "{error}");
+}
+
+#[tokio::test]
+async fn a_duplicate_id_runs_the_handler_once() {
+    require_broker().await;
+    let transport = transport(&unique("t-dup"));
+    let id = unique("counter");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let counter = tower::service_fn(move |message: Message| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, Infallible>(Some(message.reply(json!("done")))) }
+    });
+    let entity = transport
+        .subscribe(Subscription::new(&id, "Counter", counter).expires(Duration::from_secs(60)));
+    entity.ready().await;
+
+    let event = Message::new(MessageType::Statement).with_recipient(&id);
+    transport.clone().oneshot(event.clone()).await.unwrap();
+    transport.clone().oneshot(event.clone()).await.unwrap();
+    let request = Message::request(&id, json!(1));
+    let first = transport.clone().oneshot(request.clone()).await.unwrap();
+    let second = transport.clone().oneshot(request.clone()).await.unwrap();
+    assert_eq!(
+        first.reply(),
+        second.reply(),
+        "the repeat gets the remembered reply"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "one run per distinct id");
+}
+
+#[tokio::test]
+async fn credentials_never_appear_in_logs_or_debug() {
+    require_broker().await;
+    let logs = support::logs();
+    let mark = logs.mark();
+    let secret_url = "amqp://guest:hunter2-not-real@127.0.0.1:1/%2f";
+    let unreachable = AmqpTransport::builder(secret_url)
+        .connection_name(unique("t-secret"))
+        .build()
+        .unwrap();
+    let _ = unreachable
+        .clone()
+        .oneshot(Message::request("x", json!(1)))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!format!("{unreachable:?}").contains("hunter2"));
+    let real = transport(&unique("t-secret-ok"));
+    real.connected().await;
+    let name = format!("{real:?}");
+    assert!(!name.contains("guest:guest"), "{name}");
+    let text = logs.since(mark);
+    assert!(
+        text.contains("cannot connect to RabbitMQ"),
+        "the failure is logged: {text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(!text.contains("guest:guest"), "{text}");
+}
