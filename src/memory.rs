@@ -201,6 +201,9 @@ impl MemoryTransport {
     }
 
     async fn deliver(self, message: Message) -> Result<Delivery> {
+        // Refusals complete at once; a caller retrying in a loop must still
+        // let the runtime run.
+        tokio::task::coop::consume_budget().await;
         let recipient = message
             .recipient()
             .ok_or_else(|| Error::invalid("message has no recipient").with_route(Route::Memory))?

@@ -233,6 +233,9 @@ impl Service<Message> for AmqpTransport {
         let owner = self.owner.clone();
         Box::pin(async move {
             let _in_flight = (permit, owner);
+            // A failing call completes at once; a caller retrying in a loop
+            // must still let the runtime run (the supervisor among others).
+            tokio::task::coop::consume_budget().await;
             let link = link?;
             if message.recipient().is_none() {
                 return Err(Error::invalid("message has no recipient").with_route(Route::Amqp));

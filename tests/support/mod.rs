@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub(crate) mod peer;
+pub(crate) mod proxy;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -113,24 +116,13 @@ pub(crate) fn rabbitmqctl(args: &[&str]) -> String {
 /// Closes, from the broker's side, every connection whose client named
 /// itself `name`; returns how many.
 pub(crate) fn close_connection(name: &str) -> usize {
-    let listed = rabbitmqctl(&[
-        "list_connections",
-        "pid",
-        "client_properties",
-        "--formatter",
-        "json",
-        "-q",
-    ]);
-    let connections: serde_json::Value = serde_json::from_str(listed.trim())
-        .unwrap_or_else(|e| panic!("unexpected rabbitmqctl output ({e}): {listed}"));
+    let listed = rabbitmqctl(&["list_connections", "pid", "client_properties", "-q"]);
+    let wanted = format!("{{\"connection_name\",\"{name}\"}}");
     let mut closed = 0;
-    for connection in connections.as_array().into_iter().flatten() {
-        let named = connection["client_properties"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|property| property[0] == "connection_name" && property[2] == name);
-        if let (true, Some(pid)) = (named, connection["pid"].as_str()) {
+    for line in listed.lines() {
+        if let Some((pid, properties)) = line.split_once('\t')
+            && properties.contains(&wanted)
+        {
             rabbitmqctl(&["close_connection", pid, "closed by a test"]);
             closed += 1;
         }
