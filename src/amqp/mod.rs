@@ -89,7 +89,7 @@ pub struct AmqpTransport {
     shared: Arc<Shared>,
     owner: Arc<Owner>,
     permit: Option<OwnedSemaphorePermit>,
-    waiting: Option<Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>>,
+    waiting: Option<Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send + Sync>>>,
 }
 
 /// Closes the connection when the last handle goes.
