@@ -70,17 +70,32 @@ where
 
 fn stack(c: &mut Criterion) {
     per_call(c, "bare", Bare);
-    let full = TransportBuilder::new(Bare).secondary(Bare).build().expect("stack");
+    let full = TransportBuilder::new(Bare)
+        .secondary(Bare)
+        .build()
+        .expect("stack");
     per_call(c, "full_stack", full);
 
     per_call(c, "layer/metrics_call", MetricsLayer::call().layer(Bare));
-    per_call(c, "layer/metrics_attempt", MetricsLayer::attempts(Route::Amqp).layer(Bare));
-    per_call(c, "layer/deadline", Deadline::new(Bare, Duration::from_secs(30)));
+    per_call(
+        c,
+        "layer/metrics_attempt",
+        MetricsLayer::attempts(Route::Amqp).layer(Bare),
+    );
+    per_call(
+        c,
+        "layer/deadline",
+        Deadline::new(Bare, Duration::from_secs(30)),
+    );
     per_call(c, "layer/retry", Retry::new(Bare, RetryPolicy::default()));
     per_call(c, "layer/fallback", Fallback::new(Bare, Some(Bare)));
     let breaker = CircuitBreakerLayer::new().expect("breaker");
     per_call(c, "layer/circuit_breaker", breaker.layer(Bare));
-    per_call(c, "layer/timeout", Timeout::new(Bare, Duration::from_secs(10)));
+    per_call(
+        c,
+        "layer/timeout",
+        Timeout::new(Bare, Duration::from_secs(10)),
+    );
 
     let peer = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
         .failure_rate_threshold(0.5)

@@ -13,8 +13,8 @@
 //! and each response future is a named `pin-project-lite` type.
 
 pub mod circuit_breaker;
-pub mod dedup;
 pub mod deadline;
+pub mod dedup;
 pub mod fallback;
 pub mod metrics;
 pub mod retry;

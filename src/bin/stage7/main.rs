@@ -6,7 +6,11 @@ mod bench;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "stage7", version, about = "Stage7 transport: run entities, send messages, measure")]
+#[command(
+    name = "stage7",
+    version,
+    about = "Stage7 transport: run entities, send messages, measure"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,7 +37,10 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("stage7: cannot start the runtime: {error}");

@@ -83,7 +83,8 @@ impl Cache {
         }
         let now = Instant::now();
         while let Some((oldest, at)) = entries.order.front() {
-            if entries.order.len() < self.capacity && now.saturating_duration_since(*at) < self.ttl {
+            if entries.order.len() < self.capacity && now.saturating_duration_since(*at) < self.ttl
+            {
                 break;
             }
             let oldest = oldest.clone();
@@ -97,6 +98,10 @@ impl Cache {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner).cells.len()
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .cells
+            .len()
     }
 }

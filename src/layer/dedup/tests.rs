@@ -9,7 +9,10 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 use super::*;
 use crate::{ErrorKind, MessageType};
 
-fn counting(runs: Arc<AtomicUsize>, gate: Arc<Notify>) -> impl Service<Message, Response = Option<Message>, Error = Error, Future: Send> + Clone + Send {
+fn counting(
+    runs: Arc<AtomicUsize>,
+    gate: Arc<Notify>,
+) -> impl Service<Message, Response = Option<Message>, Error = Error, Future: Send> + Clone + Send {
     service_fn(move |m: Message| {
         let n = runs.fetch_add(1, Ordering::SeqCst);
         let gate = gate.clone();
@@ -29,7 +32,10 @@ async fn concurrent_repeats_share_one_run_and_one_reply() {
     let second = tokio::spawn(handler.clone().oneshot(message.clone()));
     tokio::task::yield_now().await;
     gate.notify_waiters();
-    let (a, b) = (first.await.unwrap().unwrap(), second.await.unwrap().unwrap());
+    let (a, b) = (
+        first.await.unwrap().unwrap(),
+        second.await.unwrap().unwrap(),
+    );
     assert_eq!(a, b);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
@@ -80,10 +86,18 @@ async fn memory_is_bounded_by_capacity_and_ttl() {
     let layer = DedupLayer::with_limits(3, Duration::from_secs(60));
     let handler = layer.layer(service_fn(|_: Message| async { Ok::<_, Error>(None) }));
     for _ in 0..5 {
-        handler.clone().oneshot(Message::new(MessageType::Statement)).await.unwrap();
+        handler
+            .clone()
+            .oneshot(Message::new(MessageType::Statement))
+            .await
+            .unwrap();
     }
     assert_eq!(layer.len(), 3);
     tokio::time::advance(Duration::from_secs(61)).await;
-    handler.clone().oneshot(Message::new(MessageType::Statement)).await.unwrap();
+    handler
+        .clone()
+        .oneshot(Message::new(MessageType::Statement))
+        .await
+        .unwrap();
     assert_eq!(layer.len(), 1);
 }

@@ -73,7 +73,10 @@ where
                     let Some((spare, message)) = this.fallback.take() else {
                         return Poll::Ready(Err(error));
                     };
-                    if message.deadline().is_some_and(|deadline| deadline <= Instant::now()) {
+                    if message
+                        .deadline()
+                        .is_some_and(|deadline| deadline <= Instant::now())
+                    {
                         return Poll::Ready(Err(error));
                     }
                     let from = error.route().map_or("unknown", |route| route.as_str());

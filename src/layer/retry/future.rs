@@ -88,7 +88,8 @@ where
                         .service
                         .get_or_insert_with(|| Box::new(shared.spare.clone()));
                     ready!(service.poll_ready(cx))?;
-                    let (Some(message), Some(policy)) = (this.copy.take(), this.policy.as_mut()) else {
+                    let (Some(message), Some(policy)) = (this.copy.take(), this.policy.as_mut())
+                    else {
                         unreachable!("a retry is scheduled only with a copy and a policy");
                     };
                     *this.copy = policy.clone_request(&message);

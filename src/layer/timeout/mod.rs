@@ -81,9 +81,9 @@ where
 mod tests {
     use super::*;
     use crate::transport::Delivery;
-    use tokio::time::Instant;
     use crate::{ErrorClass, ErrorKind, MessageType};
     use std::future::pending;
+    use tokio::time::Instant;
     use tower::{ServiceExt, service_fn};
 
     #[tokio::test(start_paused = true)]

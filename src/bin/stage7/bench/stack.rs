@@ -14,11 +14,20 @@ use tower::{Service, ServiceExt, service_fn};
 use super::Options;
 use super::harness::{Comparison, Series};
 
-fn bare() -> impl Service<Message, Response = Delivery, Error = Error, Future: Send> + Clone + Send + Sync + 'static {
+fn bare() -> impl Service<Message, Response = Delivery, Error = Error, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
     service_fn(|_: Message| ready(Ok::<_, Error>(Delivery::new(Route::Memory, None))))
 }
 
-async fn run_series<S>(service: &mut S, message: &Message, n: usize, into: &mut Series) -> Result<(), String>
+async fn run_series<S>(
+    service: &mut S,
+    message: &Message,
+    n: usize,
+    into: &mut Series,
+) -> Result<(), String>
 where
     S: Service<Message, Response = Delivery, Error = Error>,
 {
@@ -26,7 +35,10 @@ where
     for _ in 0..n {
         let t0 = Instant::now();
         service.ready().await.map_err(|e| e.to_string())?;
-        service.call(message.clone()).await.map_err(|e| e.to_string())?;
+        service
+            .call(message.clone())
+            .await
+            .map_err(|e| e.to_string())?;
         into.record(t0.elapsed());
     }
     into.add_elapsed(started.elapsed(), n);
