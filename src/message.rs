@@ -696,13 +696,15 @@ impl Codec {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::invalid("invalid message: empty body"));
         }
-        serde_json::from_slice(bytes).map_err(|e| {
-            let what = if e.is_data() {
-                "invalid message"
-            } else {
-                "malformed JSON"
-            };
-            Error::invalid(format!("{what}: {e}")).with_source(e)
+        serde_json::from_slice(bytes).map_err(|error| {
+            // Field errors wrap the parser's, hiding a syntax error inside a
+            // field; a second, message-blind parse tells them apart.
+            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                Err(syntax) => {
+                    Error::invalid(format!("malformed JSON: {syntax}")).with_source(syntax)
+                }
+                Ok(_) => Error::invalid(format!("invalid message: {error}")).with_source(error),
+            }
         })
     }
 }

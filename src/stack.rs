@@ -47,7 +47,7 @@ impl BranchConfig {
         Self {
             route,
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
-            breaker: CircuitBreakerLayer::builder().name(route.as_str()),
+            breaker: CircuitBreakerLayer::builder(),
         }
     }
 
@@ -58,7 +58,7 @@ impl BranchConfig {
     }
 
     /// The circuit breaker's settings. Default: [`circuit_breaker::Builder`]'s
-    /// defaults, named after the route.
+    /// defaults. Unless named otherwise, the breaker is named after the route.
     pub fn breaker(mut self, breaker: circuit_breaker::Builder) -> Self {
         self.breaker = breaker;
         self
@@ -71,7 +71,7 @@ impl BranchConfig {
                 self.route
             )));
         }
-        let breaker = self.breaker.build()?;
+        let breaker = self.breaker.default_name(self.route.as_str()).build()?;
         let handle = breaker.handle();
         let branch = MetricsLayer::attempts(self.route)
             .layer(breaker.layer(Timeout::new(backend, self.attempt_timeout)));

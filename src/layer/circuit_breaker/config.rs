@@ -78,7 +78,7 @@ pub fn classify(error: &Error) -> Outcome {
 /// ```
 #[derive(Clone)]
 pub struct Builder {
-    name: String,
+    name: Option<String>,
     settings: Settings,
     max_keys: usize,
     classify: Classifier,
@@ -87,7 +87,7 @@ pub struct Builder {
 impl Default for Builder {
     fn default() -> Self {
         Self {
-            name: "breaker".to_owned(),
+            name: None,
             settings: Settings {
                 consecutive_failures: Some(DEFAULT_CONSECUTIVE_FAILURES),
                 failure_rate: Some(FailureRate {
@@ -107,10 +107,16 @@ impl Default for Builder {
 }
 
 impl Builder {
-    /// The breaker's name in logs and metric labels. Default `"breaker"`;
-    /// the stack names its breakers after their routes.
+    /// The breaker's name in logs and metric labels. Default: the route of
+    /// its branch in a stack, `"breaker"` elsewhere.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.name = name.into();
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Names the breaker unless it was named already.
+    pub(crate) fn default_name(mut self, name: &str) -> Self {
+        self.name.get_or_insert_with(|| name.to_owned());
         self
     }
 
@@ -183,13 +189,10 @@ impl Builder {
     ///
     /// [`Config`](ErrorKind::Config) naming the first invalid setting.
     pub fn build(self) -> Result<CircuitBreakerLayer> {
+        let name = self.name.as_deref().unwrap_or("breaker");
         let s = &self.settings;
-        let invalid = |what: String| {
-            Err(Error::config(format!(
-                "circuit breaker `{}`: {what}",
-                self.name
-            )))
-        };
+        let invalid =
+            |what: String| Err(Error::config(format!("circuit breaker `{name}`: {what}")));
         if s.consecutive_failures.is_none() && s.failure_rate.is_none() {
             return invalid("needs a trip rule: consecutive failures or a failure rate".into());
         }
@@ -225,7 +228,7 @@ impl Builder {
         if s.half_open_probes == 0 || self.max_keys == 0 {
             return invalid("half-open probes and max keys must be at least 1".into());
         }
-        let registry = Registry::new(&self.name, self.settings, self.max_keys, self.classify);
+        let registry = Registry::new(name, self.settings, self.max_keys, self.classify);
         Ok(CircuitBreakerLayer::from_registry(Arc::new(registry)))
     }
 }
