@@ -26,7 +26,10 @@ impl<T: Transport> MissionPlanner<T> {
         let request = Message::request("Brain", json!({"goal": goal})).with_sender("planner-1");
         match self.transport.clone().oneshot(request).await {
             Ok(delivery) => {
-                let plan = delivery.into_reply().and_then(|r| r.content().cloned()).unwrap_or_default();
+                let plan = delivery
+                    .into_reply()
+                    .and_then(|r| r.content().cloned())
+                    .unwrap_or_default();
                 (plan, "brain")
             }
             Err(error) if error.is_not_delivered() => (self.cached_plan.clone(), "cache"),
@@ -38,8 +41,14 @@ impl<T: Transport> MissionPlanner<T> {
 /// A fake Brain answering with a one-step plan.
 fn fake_brain() -> impl stage7_transport::Handler {
     tower::service_fn(|request: Message| async move {
-        let goal = request.content().and_then(|c| c["goal"].as_str()).unwrap_or("?").to_owned();
-        Ok::<_, Infallible>(Some(request.reply(json!({"steps": [format!("research {goal}")]}))))
+        let goal = request
+            .content()
+            .and_then(|c| c["goal"].as_str())
+            .unwrap_or("?")
+            .to_owned();
+        Ok::<_, Infallible>(Some(
+            request.reply(json!({"steps": [format!("research {goal}")]})),
+        ))
     })
 }
 
@@ -75,6 +84,9 @@ async fn planner_falls_back_to_the_cache_only_while_the_brain_is_unreachable() {
     let outcomes = scenario().await;
     let sources: Vec<_> = outcomes.iter().map(|(_, source)| *source).collect();
     assert_eq!(sources, ["brain", "cache", "brain"]);
-    assert_eq!(outcomes[0].0, json!({"steps": ["research rust transports"]}));
+    assert_eq!(
+        outcomes[0].0,
+        json!({"steps": ["research rust transports"]})
+    );
     assert_eq!(outcomes[2].0, json!({"steps": ["research tower layers"]}));
 }

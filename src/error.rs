@@ -161,9 +161,11 @@ impl ErrorKind {
     /// class a receiver's error reply maps back to on the sender's side.
     pub const fn remote_class(self) -> ErrorClass {
         match self {
-            Self::Unavailable | Self::NoRoute | Self::Overloaded | Self::CircuitOpen | Self::Closed => {
-                ErrorClass::NotDelivered
-            }
+            Self::Unavailable
+            | Self::NoRoute
+            | Self::Overloaded
+            | Self::CircuitOpen
+            | Self::Closed => ErrorClass::NotDelivered,
             Self::Timeout | Self::ConnectionLost => ErrorClass::UnknownOutcome,
             Self::Handler
             | Self::InvalidMessage
@@ -317,6 +319,13 @@ impl Error {
         self
     }
 
+    /// Overrides the class, where the context knows better than the kind:
+    /// an HTTP `4xx` reply is rejected whatever kind its body names.
+    pub(crate) fn with_class(mut self, class: ErrorClass) -> Self {
+        self.inner.class = class;
+        self
+    }
+
     pub(crate) fn with_key(mut self, key: &str) -> Self {
         self.inner.key = Some(key.into());
         self
@@ -440,7 +449,11 @@ impl ErrorBody {
     /// rejected [`Handler`](ErrorKind::Handler) error.
     pub fn into_error(self) -> Error {
         let kind = self.kind().unwrap_or(ErrorKind::Handler);
-        Error::new(kind, kind.remote_class(), format!("peer replied: {}", self.error))
+        Error::new(
+            kind,
+            kind.remote_class(),
+            format!("peer replied: {}", self.error),
+        )
     }
 }
 

@@ -61,10 +61,16 @@
 //!
 //! 1.88, the version lapin 4 requires.
 
+// Integration tests and benches unwrap freely; the library and the binary
+// must not (a peer or the network can make anything fail).
+#![deny(clippy::unwrap_used)]
+
 pub mod amqp;
 pub mod config;
+pub mod entity;
 pub mod error;
 pub mod handler;
+pub mod http;
 pub mod layer;
 pub mod memory;
 pub mod message;
@@ -73,8 +79,10 @@ pub mod transport;
 
 pub use crate::amqp::AmqpTransport;
 pub use crate::config::{Config, Secret};
+pub use crate::entity::{Entity, EntityBuilder};
 pub use crate::error::{BoxError, Error, ErrorBody, ErrorClass, ErrorKind, Result};
 pub use crate::handler::{BoxHandler, Handler};
+pub use crate::http::{HttpServer, HttpTransport, Resolve};
 pub use crate::memory::{Fault, MemoryTransport};
 pub use crate::message::{Codec, Message, MessageType};
 pub use crate::stack::{BranchConfig, Stack, TransportBuilder};

@@ -37,7 +37,7 @@ pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct BranchConfig {
     route: Route,
-    attempt_timeout: Duration,
+    attempt_timeout: Option<Duration>,
     breaker: circuit_breaker::Builder,
 }
 
@@ -46,14 +46,20 @@ impl BranchConfig {
     pub fn new(route: Route) -> Self {
         Self {
             route,
-            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            attempt_timeout: None,
             breaker: CircuitBreakerLayer::builder(),
         }
     }
 
     /// The timeout of one attempt. Default [`DEFAULT_ATTEMPT_TIMEOUT`].
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
-        self.attempt_timeout = timeout;
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the attempt timeout unless it was set already.
+    pub(crate) fn default_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout.get_or_insert(timeout);
         self
     }
 
@@ -65,7 +71,8 @@ impl BranchConfig {
     }
 
     fn assemble<B>(self, backend: B) -> Result<(Branch<B>, BreakerHandle)> {
-        if self.attempt_timeout.is_zero() {
+        let attempt_timeout = self.attempt_timeout.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT);
+        if attempt_timeout.is_zero() {
             return Err(Error::config(format!(
                 "{} branch: attempt timeout must be positive",
                 self.route
@@ -74,7 +81,7 @@ impl BranchConfig {
         let breaker = self.breaker.default_name(self.route.as_str()).build()?;
         let handle = breaker.handle();
         let branch = MetricsLayer::attempts(self.route)
-            .layer(breaker.layer(Timeout::new(backend, self.attempt_timeout)));
+            .layer(breaker.layer(Timeout::new(backend, attempt_timeout)));
         Ok((branch, handle))
     }
 }

@@ -163,6 +163,27 @@ async fn oversize_message_is_refused_before_publish() {
 }
 
 #[tokio::test]
+async fn first_attempt_says_whether_the_broker_answered() {
+    require_broker().await;
+    let up = transport(&unique("t-first"));
+    let down = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:1/%2f")
+        .connection_name(unique("t-first-down"))
+        .build()
+        .unwrap();
+    let limit = Duration::from_secs(30);
+    assert!(
+        tokio::time::timeout(limit, up.first_attempt())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tokio::time::timeout(limit, down.first_attempt())
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
 async fn missing_broker_at_start_fails_fast_as_not_delivered() {
     let transport = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:1/%2f")
         .connection_name(unique("t-nobroker"))

@@ -85,3 +85,128 @@ async fn calls_fail_fast_while_the_broker_is_down_and_the_transport_comes_back()
         .unwrap();
     assert_eq!(reply.reply().unwrap().content(), Some(&json!("after")));
 }
+
+mod entities {
+    use std::collections::HashMap;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use serde_json::json;
+    use stage7_transport::{Config, Entity, Message, MessageType, Route};
+
+    use super::{OUTAGES, Outage};
+    use crate::support::{amqp_url, require_broker, unique};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn broker_stopped_under_load_no_failure_no_loss_no_double_run() {
+        require_broker().await;
+        let _serial = OUTAGES.lock().await;
+        let config = Config::from_vars([("RABBITMQ_URL", amqp_url())]).unwrap();
+        let ledger: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let handled = ledger.clone();
+        let handler = tower::service_fn(move |message: Message| {
+            *handled
+                .lock()
+                .unwrap()
+                .entry(message.id().to_owned())
+                .or_default() += 1;
+            async move {
+                Ok::<_, Infallible>(message.requires_sync().then(|| message.reply(json!("ok"))))
+            }
+        });
+        let id = unique("echo");
+        let callee = Entity::builder("Echo", handler)
+            .id(&id)
+            .config(config.clone())
+            .start()
+            .await
+            .unwrap();
+        let caller = Entity::builder(
+            "Caller",
+            tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) }),
+        )
+        .id(unique("caller"))
+        .config(config)
+        .route(&id, callee.url())
+        .start()
+        .await
+        .unwrap();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = tokio::task::JoinSet::new();
+        for worker in 0..8 {
+            let (caller, id, stop) = (caller.clone(), id.clone(), stop.clone());
+            workers.spawn(async move {
+                let mut sent = Vec::new();
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let message = if worker % 2 == 0 {
+                        Message::request(&id, json!(worker))
+                    } else {
+                        Message::new(MessageType::Statement).with_recipient(&id)
+                    };
+                    let message_id = message.id().to_owned();
+                    match caller.call(message).await {
+                        Ok(delivery) => sent.push((message_id, delivery.route())),
+                        Err(error) => failures.push(error.to_string()),
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                (sent, failures)
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let outage = Outage::begin();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        drop(outage);
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while !(caller.amqp().is_connected() && callee.is_consuming()) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("both entities are back on AMQP");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stop.store(true, Ordering::SeqCst);
+
+        let (mut sent, mut failures) = (Vec::new(), Vec::new());
+        while let Some(done) = workers.join_next().await {
+            let (s, f) = done.unwrap();
+            sent.extend(s);
+            failures.extend(f);
+        }
+        for _ in 0..500 {
+            let runs = ledger.lock().unwrap().clone();
+            if sent.iter().all(|(id, _)| runs.contains_key(id)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let runs = ledger.lock().unwrap().clone();
+        let lost = sent.iter().filter(|(id, _)| !runs.contains_key(id)).count();
+        let duplicated = runs.values().filter(|n| **n > 1).count();
+        let over = |route| sent.iter().filter(|(_, r)| *r == route).count();
+        println!(
+            "broker outage: sent={} failures={} lost={lost} duplicated={duplicated} amqp={} http={}",
+            sent.len(),
+            failures.len(),
+            over(Route::Amqp),
+            over(Route::Http)
+        );
+        assert!(
+            failures.is_empty(),
+            "no caller-visible failure: {failures:?}"
+        );
+        assert_eq!(lost, 0);
+        assert_eq!(duplicated, 0);
+        assert!(over(Route::Http) > 0, "HTTP carried the outage");
+        assert!(
+            sent.last().is_some_and(|(_, route)| *route == Route::Amqp),
+            "and AMQP is back"
+        );
+        caller.shutdown().await.unwrap();
+        callee.shutdown().await.unwrap();
+    }
+}

@@ -1,4 +1,4 @@
-//! Settings of an [`AmqpTransport`](super::AmqpTransport), validated when built.
+//! Settings of an [`AmqpTransport`], validated when built.
 
 use std::fmt;
 use std::time::Duration;
@@ -18,9 +18,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default first wait before reconnecting: 20 ms, so a dropped connection
 /// is replaced at once.
 pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(20);
-/// Default longest wait between reconnection attempts: 1 s, so a broker
-/// that returns is in use again within about a second.
-pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_secs(1);
+/// Default longest wait between reconnection attempts: 500 ms (up to 1 s
+/// with jitter), so a broker that returns is in use again within a second.
+pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_millis(500);
 /// Default number of calls awaiting the broker's confirm (or a reply) at
 /// once, beyond which `poll_ready` waits: 1024.
 pub const DEFAULT_WINDOW: usize = 1024;
@@ -51,7 +51,7 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// Settings for an [`AmqpTransport`](super::AmqpTransport); see
+/// Settings for an [`AmqpTransport`]; see
 /// [`AmqpTransport::builder`](super::AmqpTransport::builder).
 #[derive(Clone)]
 pub struct Builder {

@@ -130,6 +130,15 @@ impl AmqpTransport {
         let _ = link.wait_for(Option::is_some).await;
     }
 
+    /// Waits for the first connection attempt to end, and says whether it
+    /// connected. Lets a service that starts with the broker up use it from
+    /// its first call, without waiting when the broker is down.
+    pub async fn first_attempt(&self) -> bool {
+        let mut attempts = self.shared.attempts.subscribe();
+        let _ = attempts.wait_for(|attempts| *attempts > 0).await;
+        self.is_connected()
+    }
+
     /// Requests waiting for a reply on the current connection.
     pub fn pending_replies(&self) -> usize {
         self.shared

@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) broken: Notify,
     /// Why the last connection attempt failed, for "not connected" errors.
     pub(crate) last_failure: Mutex<Option<String>>,
+    /// Connection attempts that ended, connected or not.
+    pub(crate) attempts: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -62,6 +64,7 @@ impl Shared {
             closing: watch::Sender::new(false),
             broken: Notify::new(),
             last_failure: Mutex::new(None),
+            attempts: watch::Sender::new(0),
         }
     }
 
@@ -116,6 +119,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
                     "connected to RabbitMQ"
                 );
                 shared.link.send_replace(Some(link.clone()));
+                shared.attempts.send_modify(|attempts| *attempts += 1);
                 let reason = serve(&shared, &link, events, &mut closing).await;
                 shared.link.send_replace(None);
                 shared.blocked.send_replace(false);
@@ -140,6 +144,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
         let wait = backoff.next().unwrap_or(settings.reconnect_max);
         tracing::warn!(connection, url = settings.redacted, %failure, ?wait, "cannot connect to RabbitMQ");
         shared.set_last_failure(Some(failure));
+        shared.attempts.send_modify(|attempts| *attempts += 1);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = closing.changed() => break,

@@ -114,8 +114,12 @@ async fn accept_loop(
             let Ok(server) = TcpStream::connect(&upstream).await else {
                 return;
             };
-            let _ = client.set_linger(Some(Duration::ZERO));
-            let _ = server.set_linger(Some(Duration::ZERO));
+            // Linger 0 makes a reset send RST at once; it never blocks on drop.
+            #[allow(deprecated, reason = "SO_LINGER 0 resets at once instead of blocking")]
+            {
+                let _ = client.set_linger(Some(Duration::ZERO));
+                let _ = server.set_linger(Some(Duration::ZERO));
+            }
             let _ = client.set_nodelay(true);
             let _ = server.set_nodelay(true);
             let (client_read, client_write) = client.into_split();

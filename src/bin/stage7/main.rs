@@ -1,7 +1,12 @@
 //! `stage7`: run Stage7 entities, send and call, and measure the transport
 //! against its raw baselines. See `stage7 --help`.
 
+// Integration tests and benches unwrap freely; the library and the binary
+// must not (a peer or the network can make anything fail).
+#![deny(clippy::unwrap_used)]
+
 mod bench;
+mod commands;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +23,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run an entity that answers requests with their content. Prints
+    /// `READY {id} http={addr}` once it serves; stops on Ctrl-C or SIGTERM.
+    Echo(commands::EchoArgs),
+    /// One synchronous call: prints the reply as JSON, then the route.
+    Call(commands::MessageArgs),
+    /// One asynchronous send: prints the message id, then the route.
+    Send(commands::MessageArgs),
     /// A load run: the raw baseline and our transport side by side.
     Bench {
         /// What to measure.
@@ -33,7 +45,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -49,6 +61,9 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Echo(args) => commands::echo(args).await,
+            Command::Call(args) => commands::call(args).await,
+            Command::Send(args) => commands::send(args).await,
             Command::Bench { scenario, options } => bench::run(scenario, &options).await,
         }
     });

@@ -22,9 +22,9 @@ pub const DEFAULT_MIN_CALLS: u32 = 10;
 pub const DEFAULT_BREAK: Duration = Duration::from_millis(250);
 /// Default growth of the break per open in a row: ×2.
 pub const DEFAULT_BREAK_GROWTH: f32 = 2.0;
-/// Default longest break: 1 s, so a recovered broker is probed within a
-/// second.
-pub const DEFAULT_MAX_BREAK: Duration = Duration::from_secs(1);
+/// Default longest break: 500 ms, so a recovered primary is probed within
+/// half a second; probing a backend that fails fast costs little.
+pub const DEFAULT_MAX_BREAK: Duration = Duration::from_millis(500);
 /// Default probes admitted while half-open: 1.
 pub const DEFAULT_HALF_OPEN_PROBES: u32 = 1;
 /// Default number of keys with their own circuit: 1024.

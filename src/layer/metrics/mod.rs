@@ -16,7 +16,8 @@
 //!
 //! Each call also runs inside a `tracing` span (`stage7.call` or
 //! `stage7.attempt`, with the message id, type and recipient) and ends with a
-//! `debug` event, or a `warn` event for failed calls.
+//! `debug` event. Failures are not logged louder: the caller gets the error
+//! and decides; the metrics count them.
 //!
 //! Metric handles are registered once, when the layer is built, as the
 //! `metrics` crate recommends for hot paths: **install your recorder before
@@ -186,7 +187,7 @@ impl Handles {
         match result {
             Ok(_) => tracing::debug!(route = ROUTE_NAMES[r], ?elapsed, "delivered"),
             Err(error) if self.scope == Scope::Call => {
-                tracing::warn!(route = ROUTE_NAMES[r], ?elapsed, %error, "call failed");
+                tracing::debug!(route = ROUTE_NAMES[r], ?elapsed, %error, "call failed");
             }
             Err(error) => {
                 tracing::debug!(route = ROUTE_NAMES[r], %error, "attempt failed")

@@ -1,7 +1,11 @@
 //! `stage7 bench`: load runs that put our transport beside its raw baseline
 //! in the same process and report the ratios.
 
+mod amqp_publish;
+mod amqp_rpc;
+mod failover;
 mod harness;
+mod http_rpc;
 mod stack;
 
 use clap::{Args, ValueEnum};
@@ -11,6 +15,17 @@ use clap::{Args, ValueEnum};
 pub(crate) enum Scenario {
     /// In process: a bare service against the full stack over it.
     Stack,
+    /// Request/reply through RabbitMQ: bare lapin on both sides against our
+    /// transport and consumer, and the full stack over them.
+    AmqpRpc,
+    /// Confirmed persistent publishes: bare lapin against our transport.
+    AmqpPublish,
+    /// Time without service after the connection is killed (needs the
+    /// local broker's `rabbitmqctl`).
+    Failover,
+    /// Sync calls over HTTP on 127.0.0.1: bare hyper against our transport
+    /// and endpoint, and the full stack over them.
+    HttpRpc,
 }
 
 /// Options shared by every scenario.
@@ -33,6 +48,10 @@ pub(crate) struct Options {
 pub(crate) async fn run(scenario: Scenario, options: &Options) -> Result<(), String> {
     let comparisons = match scenario {
         Scenario::Stack => stack::run(options).await?,
+        Scenario::AmqpRpc => amqp_rpc::run(options).await?,
+        Scenario::AmqpPublish => amqp_publish::run(options).await?,
+        Scenario::Failover => return failover::run(options).await,
+        Scenario::HttpRpc => http_rpc::run(options).await?,
     };
     for comparison in &comparisons {
         comparison.print(options.json);

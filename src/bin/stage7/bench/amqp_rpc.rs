@@ -1,0 +1,286 @@
+//! `stage7 bench amqp-rpc`: request/reply through RabbitMQ.
+//!
+//! * `baseline`: bare lapin on both sides — a client publishing persistent,
+//!   mandatory requests with `correlation_id`/`reply_to` on a confirm-mode
+//!   channel and reading replies from `amq.rabbitmq.reply-to`, and a
+//!   responder echoing each request to its `reply_to` and acknowledging it.
+//! * `transport`: our [`AmqpTransport`] calling an entity served by
+//!   [`AmqpTransport::subscribe`] (decode, de-duplication, handler, reply).
+//! * `stack`: the full stack over the same transport.
+//!
+//! Same broker, same payload, interleaved rounds.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_core::Stream;
+use lapin::message::Delivery as AmqpDelivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use stage7_transport::amqp::topology::{EXCHANGE, REPLY_TO};
+use stage7_transport::amqp::{AmqpTransport, Subscription};
+use stage7_transport::{BranchConfig, Message, Route, TransportBuilder};
+use tokio::sync::oneshot;
+use tower::ServiceExt;
+
+use super::Options;
+use super::harness::{Comparison, Side, compare};
+
+pub(crate) fn url() -> String {
+    std::env::var("RABBITMQ_URL")
+        .unwrap_or_else(|_| stage7_transport::config::DEFAULT_RABBITMQ_URL.to_owned())
+}
+
+pub(crate) fn name(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    )
+}
+
+pub(crate) async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
+}
+
+/// The bare-lapin client: one confirm-mode channel, a reply consumer and a
+/// correlation map, nothing else.
+#[derive(Clone)]
+struct RawClient {
+    channel: Channel,
+    waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl RawClient {
+    async fn connect(connection: &Connection) -> Result<Self, String> {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| e.to_string())?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let no_ack = BasicConsumeOptions {
+            no_ack: true,
+            ..BasicConsumeOptions::default()
+        };
+        let mut replies: Consumer = channel
+            .basic_consume(
+                REPLY_TO.into(),
+                "raw-replies".into(),
+                no_ack,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        let waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>> = Arc::default();
+        let dispatch = waiting.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(delivery)) = next(&mut replies).await {
+                let AmqpDelivery {
+                    properties, data, ..
+                } = delivery;
+                let waiter = properties
+                    .correlation_id()
+                    .as_ref()
+                    .and_then(|id| dispatch.lock().ok()?.remove(id.as_str()));
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(data);
+                }
+            }
+        });
+        Ok(Self {
+            channel,
+            waiting,
+            next: Arc::default(),
+        })
+    }
+
+    async fn call(&self, routing_key: &str, body: &[u8], id: &str) -> Result<(), String> {
+        let correlation = self.next.fetch_add(1, Ordering::Relaxed).to_string();
+        let (sender, receiver) = oneshot::channel();
+        self.waiting
+            .lock()
+            .map_err(|e| e.to_string())?
+            .insert(correlation.clone(), sender);
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into())
+            .with_message_id(id.into())
+            .with_correlation_id(correlation.into())
+            .with_reply_to(REPLY_TO.into());
+        let mandatory = BasicPublishOptions {
+            mandatory: true,
+            ..BasicPublishOptions::default()
+        };
+        self.channel
+            .basic_publish(
+                EXCHANGE.into(),
+                routing_key.into(),
+                mandatory,
+                body,
+                properties,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        receiver.await.map(drop).map_err(|e| e.to_string())
+    }
+}
+
+/// The bare-lapin responder: echoes every request to its `reply_to`.
+async fn raw_responder(connection: &Connection, queue: &str, prefetch: u16) -> Result<(), String> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| e.to_string())?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-expires".into(), AMQPValue::LongLongInt(60_000));
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    channel
+        .queue_bind(
+            queue.into(),
+            EXCHANGE.into(),
+            format!("message.{queue}").into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut requests = channel
+        .basic_consume(
+            queue.into(),
+            "raw-responder".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while let Some(Ok(delivery)) = next(&mut requests).await {
+            let channel = channel.clone();
+            tokio::spawn(async move {
+                let properties = delivery.properties.clone();
+                let (Some(reply_to), Some(correlation)) =
+                    (properties.reply_to(), properties.correlation_id())
+                else {
+                    return;
+                };
+                let reply = BasicProperties::default()
+                    .with_content_type("application/json".into())
+                    .with_correlation_id(correlation.clone());
+                let _ = channel
+                    .basic_publish(
+                        "".into(),
+                        reply_to.clone(),
+                        BasicPublishOptions::default(),
+                        &delivery.data,
+                        reply,
+                    )
+                    .await;
+                let _ = delivery.ack(BasicAckOptions::default()).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+fn payload() -> serde_json::Value {
+    serde_json::json!({"prompt": "summarise the mission status", "step": 7, "tags": ["bench", "rpc"]})
+}
+
+pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
+    let url = url();
+    let connection = Connection::connect(
+        &url,
+        ConnectionProperties::default().with_connection_name("bench-raw".into()),
+    )
+    .await
+    .map_err(|e| {
+        format!(
+            "cannot reach RabbitMQ at {}: {e}",
+            stage7_transport::config::redact_url(&url)
+        )
+    })?;
+    let raw_queue = name("raw-echo");
+    raw_responder(&connection, &raw_queue, 64).await?;
+    let raw = RawClient::connect(&connection).await?;
+
+    let transport = AmqpTransport::builder(url.clone())
+        .connection_name("bench-transport")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let entity = name("echo");
+    let echo = tower::service_fn(|message: Message| async move {
+        let content = message.content().cloned().unwrap_or_default();
+        Ok::<_, std::convert::Infallible>(Some(message.reply(content)))
+    });
+    let subscriber = transport
+        .subscribe(Subscription::new(&entity, "Echo", echo).expires(Duration::from_secs(60)));
+    tokio::time::timeout(Duration::from_secs(10), subscriber.ready())
+        .await
+        .map_err(|_| "the benchmark entity did not start consuming".to_owned())?;
+    let stack = TransportBuilder::new(transport.clone())
+        .primary_config(BranchConfig::new(Route::Amqp))
+        .build()
+        .map_err(|e| e.to_string())?;
+
+    let template = Message::request(&entity, payload()).with_sender("bench");
+    let raw_body = template.to_json().map_err(|e| e.to_string())?;
+    let raw_key = format!("message.{raw_queue}");
+    let mut comparisons = Vec::new();
+    for &concurrency in &options.concurrency {
+        let sides = vec![
+            Side::new("baseline", {
+                let (raw, key, body) = (raw.clone(), raw_key.clone(), raw_body.clone());
+                move |i| {
+                    let (raw, key, body) = (raw.clone(), key.clone(), body.clone());
+                    async move { raw.call(&key, &body, &i.to_string()).await }
+                }
+            }),
+            Side::new("transport", {
+                let (transport, entity) = (transport.clone(), entity.clone());
+                move |_| {
+                    let call = transport
+                        .clone()
+                        .oneshot(Message::request(&entity, payload()).with_sender("bench"));
+                    async move { call.await.map(drop).map_err(|e| e.to_string()) }
+                }
+            }),
+            Side::new("stack", {
+                let (stack, entity) = (stack.clone(), entity.clone());
+                move |_| {
+                    let call = stack
+                        .clone()
+                        .oneshot(Message::request(&entity, payload()).with_sender("bench"));
+                    async move { call.await.map(drop).map_err(|e| e.to_string()) }
+                }
+            }),
+        ];
+        comparisons.push(compare("amqp-rpc", options.n, concurrency, options.rounds, sides).await?);
+    }
+    subscriber.shutdown(Duration::from_secs(1)).await;
+    let _ = connection.close(200, "bench done".into()).await;
+    Ok(comparisons)
+}

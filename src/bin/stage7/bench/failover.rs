@@ -1,0 +1,291 @@
+//! `stage7 bench failover`: how long calls go unserved when the connection
+//! is killed under them.
+//!
+//! * `amqp-forced-close`: the bare AMQP transport calls an entity in a
+//!   tight loop while `rabbitmqctl close_connection` kills its connection
+//!   from the broker's side. Each trial measures the gap from the start of
+//!   the first call that failed to the end of the first call that succeeded
+//!   again: noticing the loss, reconnecting, re-opening channels.
+//! * `close/…` and `stop-app/…`: a caller entity calls a callee entity
+//!   through the whole stack in a tight loop. The fault is a forced close
+//!   of the caller's connection, or `rabbitmqctl stop_app` then `start_app`.
+//!   `…/http-takeover` is the time from the caller noticing the loss to the
+//!   first call served over HTTP; `…/amqp-back` the time from the broker
+//!   being back (connection closed: at once; `start_app`: once it has
+//!   started) to the first call served over AMQP again. Every failed call is
+//!   counted and reported; the goal is none.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use stage7_transport::amqp::{AmqpTransport, Subscription};
+use stage7_transport::{Config, Entity, Message, Route};
+use tower::ServiceExt;
+
+use super::Options;
+use super::amqp_rpc::{name, url};
+
+/// Forced-close trials per run.
+const TRIALS: usize = 20;
+
+fn close_connection(connection_name: &str) -> Result<(), String> {
+    let listed = Command::new("rabbitmqctl")
+        .args(["list_connections", "pid", "client_properties", "-q"])
+        .output()
+        .map_err(|e| {
+            format!("cannot run rabbitmqctl (the failover bench needs the local broker's CLI): {e}")
+        })?;
+    let wanted = format!("{{\"connection_name\",\"{connection_name}\"}}");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let pid = listed
+        .lines()
+        .find_map(|line| {
+            line.split_once('\t')
+                .filter(|(_, props)| props.contains(&wanted))
+        })
+        .map(|(pid, _)| pid.to_owned())
+        .ok_or_else(|| format!("no broker connection named {connection_name}"))?;
+    let closed = Command::new("rabbitmqctl")
+        .args(["close_connection", &pid, "failover bench"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if closed.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&closed.stderr).into_owned())
+    }
+}
+
+fn report(series: &str, gaps: &mut [Duration], as_json: bool) {
+    gaps.sort();
+    let at = |q: f64| gaps[((gaps.len() as f64 - 1.0) * q).round() as usize];
+    let ms = |d: Duration| (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0;
+    let (p50, p99, max) = (at(0.5), at(0.99), at(1.0));
+    if as_json {
+        println!(
+            "{}",
+            json!({"scenario": "failover", "series": series, "trials": gaps.len(),
+                   "p50_ms": ms(p50), "p99_ms": ms(p99), "max_ms": ms(max)})
+        );
+    } else {
+        println!(
+            "failover       {series:<22} trials={:<3} p50={:>8.2} ms  p99={:>8.2} ms  max={:>8.2} ms",
+            gaps.len(),
+            ms(p50),
+            ms(p99),
+            ms(max)
+        );
+    }
+}
+
+async fn amqp_forced_close() -> Result<Vec<Duration>, String> {
+    let url = url();
+    let server = AmqpTransport::builder(url.clone())
+        .connection_name(name("bench-server"))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let entity = name("echo");
+    let echo = tower::service_fn(|message: Message| async move {
+        Ok::<_, std::convert::Infallible>(Some(message.reply(json!("ok"))))
+    });
+    let subscriber =
+        server.subscribe(Subscription::new(&entity, "Echo", echo).expires(Duration::from_secs(60)));
+    tokio::time::timeout(Duration::from_secs(10), subscriber.ready())
+        .await
+        .map_err(|_| "the benchmark entity did not start consuming".to_owned())?;
+    let client_name = name("bench-client");
+    let client = AmqpTransport::builder(url)
+        .connection_name(&client_name)
+        .build()
+        .map_err(|e| e.to_string())?;
+    client.connected().await;
+
+    let mut gaps = Vec::with_capacity(TRIALS);
+    for trial in 1..=TRIALS {
+        eprintln!("  [failover] amqp forced close, trial {trial}/{TRIALS}");
+        let closer_name = client_name.clone();
+        let mut closer = tokio::task::spawn_blocking(move || close_connection(&closer_name));
+        let mut first_failure: Option<Instant> = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if Instant::now() > deadline {
+                return Err("no call succeeded within 30 s of the forced close".to_owned());
+            }
+            let started = Instant::now();
+            let call = client
+                .clone()
+                .oneshot(Message::request(&entity, json!(trial)));
+            let outcome = tokio::time::timeout(Duration::from_secs(5), call).await;
+            match (outcome, first_failure) {
+                (Ok(Ok(_)), Some(failed_at)) => {
+                    gaps.push(failed_at.elapsed());
+                    break;
+                }
+                (Ok(Ok(_)), None) => {}
+                (_, None) => first_failure = Some(started),
+                (_, Some(_)) => {}
+            }
+        }
+        match (&mut closer).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(error),
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    subscriber.shutdown(Duration::from_secs(1)).await;
+    Ok(gaps)
+}
+
+/// A call's end, route and success, from the caller's tight loop.
+#[derive(Debug, Clone, Copy)]
+struct Served {
+    at: Instant,
+    route: Option<Route>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Close,
+    StopApp,
+}
+
+fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+/// Runs `trials` faults against a caller entity calling a callee entity,
+/// returning the takeover and comeback times and the failed calls.
+async fn entities(
+    fault: Fault,
+    trials: usize,
+) -> Result<(Vec<Duration>, Vec<Duration>, usize), String> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let echo = tower::service_fn(|message: Message| async move {
+        Ok::<_, std::convert::Infallible>(Some(message.reply(json!("ok"))))
+    });
+    let callee_id = name("bench-echo");
+    let callee = Entity::builder("Echo", echo)
+        .id(&callee_id)
+        .config(config.clone())
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let caller_id = name("bench-caller");
+    let caller = Entity::builder(
+        "Caller",
+        tower::service_fn(|_: Message| async { Ok::<_, std::convert::Infallible>(None) }),
+    )
+    .id(&caller_id)
+    .config(config)
+    .route(&callee_id, callee.url())
+    .start()
+    .await
+    .map_err(|e| e.to_string())?;
+    if !caller.amqp().is_connected() {
+        return Err("the failover bench needs RabbitMQ at RABBITMQ_URL".to_owned());
+    }
+    let (log, mut served) = tokio::sync::mpsc::unbounded_channel();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = {
+        let (caller, stop) = (caller.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let result = caller
+                    .call(Message::request(&callee_id, json!("ping")))
+                    .await;
+                let _ = log.send(Served {
+                    at: Instant::now(),
+                    route: result.ok().map(|delivery| delivery.route()),
+                });
+            }
+        })
+    };
+    let (mut takeovers, mut comebacks, mut failed) = (Vec::new(), Vec::new(), 0);
+    for trial in 1..=trials {
+        eprintln!("  [failover] {fault:?} trial {trial}/{trials}");
+        while served.try_recv().is_ok() {}
+        let connection = format!("Caller:{caller_id}");
+        let inject = tokio::task::spawn_blocking(move || match fault {
+            Fault::Close => close_connection(&connection),
+            Fault::StopApp => rabbitmqctl(&["stop_app"]),
+        });
+        let lost = loop {
+            if !caller.amqp().is_connected() {
+                break Instant::now();
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        inject.await.map_err(|e| e.to_string())??;
+        let back = match fault {
+            Fault::Close => lost,
+            Fault::StopApp => {
+                tokio::task::spawn_blocking(|| {
+                    rabbitmqctl(&["start_app"])?;
+                    rabbitmqctl(&["await_startup"])
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                Instant::now()
+            }
+        };
+        let (mut takeover, mut comeback) = (None, None);
+        let limit = Instant::now() + Duration::from_secs(30);
+        while comeback.is_none() && Instant::now() < limit {
+            let Ok(Some(call)) = tokio::time::timeout(Duration::from_secs(5), served.recv()).await
+            else {
+                continue;
+            };
+            match call.route {
+                None => failed += 1,
+                Some(Route::Http) if takeover.is_none() && call.at >= lost => {
+                    takeover = Some(call.at - lost)
+                }
+                Some(Route::Amqp) if call.at >= back && caller.amqp().is_connected() => {
+                    comeback = Some(call.at - back);
+                }
+                Some(_) => {}
+            }
+        }
+        takeovers.extend(takeover);
+        comebacks.push(comeback.ok_or("AMQP did not come back within 30 s")?);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = calls.await;
+    caller.shutdown().await.map_err(|e| e.to_string())?;
+    callee.shutdown().await.map_err(|e| e.to_string())?;
+    Ok((takeovers, comebacks, failed))
+}
+
+pub(crate) async fn run(options: &Options) -> Result<(), String> {
+    let mut gaps = amqp_forced_close().await?;
+    report("amqp-forced-close", &mut gaps, options.json);
+    for (fault, label) in [(Fault::Close, "close"), (Fault::StopApp, "stop-app")] {
+        let (mut takeovers, mut comebacks, failed) = entities(fault, TRIALS).await?;
+        if !takeovers.is_empty() {
+            report(
+                &format!("{label}/http-takeover"),
+                &mut takeovers,
+                options.json,
+            );
+        }
+        report(&format!("{label}/amqp-back"), &mut comebacks, options.json);
+        if options.json {
+            println!(
+                "{}",
+                json!({"scenario": "failover", "series": format!("{label}/failed-calls"), "failed": failed})
+            );
+        } else {
+            println!("failover       {label}/failed-calls{:<8} {failed}", "");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,570 @@
+//! An entity: a Stage7 service that receives over both paths and calls
+//! through the whole stack (the TypeScript `BaseEntity`).
+//!
+//! [`Entity::builder`] takes a component type and a handler;
+//! [`EntityBuilder::start`] then
+//!
+//! * serves the [HTTP endpoint](crate::http::server) (`POST /message`,
+//!   `GET /healthy`, `GET /ready`),
+//! * consumes the entity's AMQP queue `{type}-{id}`, bound to
+//!   `message.{id}`, `message.{type}` and `message.all` — at once if the
+//!   broker answers, otherwise as soon as it does,
+//! * registers with the PostOffice (`POST /registerComponent`) when one is
+//!   configured, retrying in the background until it answers,
+//! * and assembles the stack for outgoing calls: AMQP first, HTTP second.
+//!
+//! Both receiving paths share one de-duplication memory, so a message that
+//! arrives over AMQP and again over HTTP (a fallback after a lost reply)
+//! runs the handler once. A handler error becomes an error reply for a
+//! synchronous message; an asynchronous one that fails over AMQP is
+//! dead-lettered with the reason, over HTTP its sender gets the error.
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use serde_json::json;
+//! use stage7_transport::{Config, Entity, Message};
+//!
+//! # async fn run() -> Result<(), stage7_transport::Error> {
+//! let librarian = Entity::builder("Librarian", tower::service_fn(|m: Message| async move {
+//!     Ok::<_, Infallible>(Some(m.reply(json!({"stored": true}))))
+//! }))
+//! .config(Config::from_env()?)
+//! .start()
+//! .await?;
+//!
+//! let reply = librarian.request("Brain", json!({"question": "?"})).await?;
+//! println!("{:?}", reply.content());
+//! librarian.shutdown().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bytes::Bytes;
+use http::{Method, Request, header};
+use http_body_util::Full;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+use crate::amqp::{AmqpTransport, Subscriber, Subscription};
+use crate::config::{Config, Secret, redact_url};
+use crate::error::{Error, ErrorClass, ErrorKind, Result};
+use crate::handler::{BoxHandler, Handler};
+use crate::http::client::{Client, bearer, new_client};
+use crate::http::{HttpServer, HttpTransport, ResolverChain, ServerHandle, StaticResolver};
+use crate::layer::dedup::DedupLayer;
+use crate::layer::retry::{RetryPolicy, RetryPolicyBuilder};
+use crate::message::{Codec, Message};
+use crate::stack::{BranchConfig, Stack, TransportBuilder};
+use crate::transport::{Delivery, Route};
+
+/// Default time [`Entity::shutdown`] gives running handlers: 10 s.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long [`EntityBuilder::start`] waits for a broker that answers to
+/// have the entity's queue consumed, so the first calls already use AMQP.
+const START_WAIT: Duration = Duration::from_secs(5);
+
+/// The stack an entity calls through: AMQP first, HTTP second.
+pub type EntityStack = Stack<AmqpTransport, HttpTransport>;
+
+/// A running entity. See the [module docs](self).
+///
+/// # Clone
+///
+/// Clones share the entity: call from as many tasks as you like.
+#[derive(Clone)]
+pub struct Entity {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: String,
+    component_type: String,
+    url: String,
+    stack: EntityStack,
+    amqp: AmqpTransport,
+    server: Mutex<Option<ServerHandle>>,
+    subscriber: Mutex<Option<Subscriber>>,
+    registration: Mutex<Option<JoinHandle<()>>>,
+    grace: Duration,
+}
+
+impl Entity {
+    /// Settings for an entity of `component_type` whose messages go to
+    /// `handler`.
+    pub fn builder<H: Handler>(component_type: impl Into<String>, handler: H) -> EntityBuilder {
+        EntityBuilder {
+            component_type: component_type.into(),
+            id: None,
+            handler: BoxHandler::new(handler),
+            listen: "127.0.0.1:0".to_owned(),
+            advertise: None,
+            config: Config::default(),
+            routes: Vec::new(),
+            register: true,
+            work_queue: false,
+            prefetch: crate::amqp::DEFAULT_PREFETCH,
+            amqp_branch: BranchConfig::new(Route::Amqp),
+            http_branch: BranchConfig::new(Route::Http),
+            retry: RetryPolicy::builder(),
+            grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+
+    /// The entity's id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The entity's component type.
+    pub fn component_type(&self) -> &str {
+        &self.inner.component_type
+    }
+
+    /// The base URL peers reach the HTTP endpoint at.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// The address the HTTP endpoint listens on.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        lock(&self.inner.server)
+            .as_ref()
+            .map(ServerHandle::local_addr)
+    }
+
+    /// The stack the entity calls through, to compose into your own
+    /// services.
+    pub fn transport(&self) -> EntityStack {
+        self.inner.stack.clone()
+    }
+
+    /// The AMQP backend, for its connection state.
+    pub fn amqp(&self) -> &AmqpTransport {
+        &self.inner.amqp
+    }
+
+    /// Whether the entity's queue is being consumed now.
+    pub fn is_consuming(&self) -> bool {
+        lock(&self.inner.subscriber)
+            .as_ref()
+            .is_some_and(Subscriber::is_consuming)
+    }
+
+    /// Sends `message` from this entity — `sender`, `id` and `timestamp`
+    /// filled when missing — through the stack, and returns the route and,
+    /// for a synchronous message, the reply.
+    ///
+    /// # Errors
+    ///
+    /// The stack's [`Error`]: what happened and whether repeating is safe.
+    pub async fn call(&self, mut message: Message) -> Result<Delivery> {
+        message.stamp(&self.inner.id);
+        self.inner.stack.clone().oneshot(message).await
+    }
+
+    /// [`call`](Self::call) for a message that expects no reply.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub async fn send(&self, message: Message) -> Result<Delivery> {
+        self.call(message.with_sync(false)).await
+    }
+
+    /// A synchronous [`Request`](crate::MessageType::Request) to
+    /// `recipient`; returns the reply.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call), or [`Protocol`](ErrorKind::Protocol) when
+    /// the peer answered without a reply.
+    pub async fn request(&self, recipient: &str, content: Value) -> Result<Message> {
+        self.call(Message::request(recipient, content))
+            .await?
+            .into_reply()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Protocol,
+                    ErrorClass::Rejected,
+                    "the peer sent no reply",
+                )
+            })
+    }
+
+    /// Stops receiving and lets running handlers finish within the
+    /// shutdown grace: the endpoint stops taking requests and finishes those
+    /// in flight, the AMQP consumer stops and acknowledges what its handlers
+    /// finish (the rest goes back to the queue), then the connection closes.
+    /// Nothing acknowledged is lost.
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP endpoint cannot finish its requests within the grace.
+    pub async fn shutdown(&self) -> Result<()> {
+        let grace = self.inner.grace;
+        if let Some(registration) = lock(&self.inner.registration).take() {
+            registration.abort();
+        }
+        let server = lock(&self.inner.server).take();
+        let subscriber = lock(&self.inner.subscriber).take();
+        if let Some(server) = &server {
+            server.set_ready(false);
+        }
+        let consumer = async {
+            if let Some(subscriber) = subscriber {
+                subscriber.shutdown(grace).await;
+            }
+        };
+        let endpoint = async {
+            match server {
+                Some(server) => server.shutdown(grace).await,
+                None => Ok(()),
+            }
+        };
+        let ((), served) = tokio::join!(consumer, endpoint);
+        self.inner.amqp.close();
+        tracing::info!(id = self.inner.id, "entity stopped");
+        served
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl fmt::Debug for Entity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entity")
+            .field("id", &self.inner.id)
+            .field("component_type", &self.inner.component_type)
+            .field("url", &self.inner.url)
+            .field("amqp", &self.inner.amqp)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings for an [`Entity`]; see [`Entity::builder`].
+pub struct EntityBuilder {
+    component_type: String,
+    id: Option<String>,
+    handler: BoxHandler,
+    listen: String,
+    advertise: Option<String>,
+    config: Config,
+    routes: Vec<(String, String)>,
+    register: bool,
+    work_queue: bool,
+    prefetch: u16,
+    amqp_branch: BranchConfig,
+    http_branch: BranchConfig,
+    retry: RetryPolicyBuilder,
+    grace: Duration,
+}
+
+impl EntityBuilder {
+    /// The entity's id. Default: `{type lowercased}-{random}`.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Where the HTTP endpoint listens. Default `127.0.0.1:0` (any free
+    /// port on loopback).
+    pub fn listen(mut self, address: impl Into<String>) -> Self {
+        self.listen = address.into();
+        self
+    }
+
+    /// The base URL peers use to reach the endpoint, when it differs from
+    /// `http://{listen address}` (behind NAT, in containers). Default: the
+    /// listen address.
+    pub fn advertise(mut self, url: impl Into<String>) -> Self {
+        self.advertise = Some(url.into());
+        self
+    }
+
+    /// Broker URL, PostOffice, static routes, token, budgets. Default
+    /// [`Config::default`]; use [`Config::from_env`] in services.
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// A static HTTP route: calls to `recipient` that go over HTTP go to
+    /// `url`. Tried before the configuration's routes and the PostOffice.
+    pub fn route(mut self, recipient: impl Into<String>, url: impl Into<String>) -> Self {
+        self.routes.push((recipient.into(), url.into()));
+        self
+    }
+
+    /// Whether to register with the configured PostOffice. Default true
+    /// (it only happens when [`Config::postoffice_url`] is set).
+    pub fn register(mut self, register: bool) -> Self {
+        self.register = register;
+        self
+    }
+
+    /// Share messages for the component type with other instances through
+    /// one work queue. Default off (every instance receives them).
+    pub fn work_queue(mut self, shared: bool) -> Self {
+        self.work_queue = shared;
+        self
+    }
+
+    /// AMQP messages handled at once. Default
+    /// [`DEFAULT_PREFETCH`](crate::amqp::DEFAULT_PREFETCH).
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch;
+        self
+    }
+
+    /// Settings of the AMQP branch. Default: [`BranchConfig::new`] with
+    /// the configuration's attempt timeout.
+    pub fn amqp_branch(mut self, branch: BranchConfig) -> Self {
+        self.amqp_branch = branch;
+        self
+    }
+
+    /// Settings of the HTTP branch. Default: [`BranchConfig::new`] with the
+    /// configuration's attempt timeout.
+    pub fn http_branch(mut self, branch: BranchConfig) -> Self {
+        self.http_branch = branch;
+        self
+    }
+
+    /// The retry policy of outgoing calls. Default [`RetryPolicy::builder`].
+    pub fn retry(mut self, retry: RetryPolicyBuilder) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// How long [`Entity::shutdown`] lets running handlers finish. Default
+    /// [`DEFAULT_SHUTDOWN_GRACE`].
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Starts serving, consuming and (if configured) registering; returns
+    /// once the endpoint listens and — if the broker answers — the queue is
+    /// consumed. A broker that does not answer is not an error: calls use
+    /// HTTP until it does.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](ErrorKind::Config) for invalid settings, or
+    /// [`Unavailable`](ErrorKind::Unavailable) when the endpoint cannot
+    /// listen.
+    pub async fn start(self) -> Result<Entity> {
+        let config = self.config;
+        let id = self.id.unwrap_or_else(|| {
+            let random = uuid::Uuid::now_v7().simple().to_string();
+            format!(
+                "{}-{}",
+                self.component_type.to_lowercase(),
+                &random[random.len() - 8..]
+            )
+        });
+        let dedup = DedupLayer::new();
+
+        let mut server = HttpServer::new()
+            .dedup(dedup.clone())
+            .max_body_size(config.max_message_size);
+        if let Some(token) = &config.http_token {
+            server = server.token(token.clone());
+        }
+        let server = server.bind(&self.listen, self.handler.clone()).await?;
+        let url = self
+            .advertise
+            .unwrap_or_else(|| format!("http://{}", server.local_addr()));
+
+        let amqp = AmqpTransport::builder(config.rabbitmq_url.expose())
+            .connection_name(format!("{}:{id}", self.component_type))
+            .codec(Codec::new(config.max_message_size))
+            .build()?;
+        let subscriber = amqp.subscribe(
+            Subscription::new(&id, &self.component_type, self.handler)
+                .dedup(dedup)
+                .work_queue(self.work_queue)
+                .prefetch(self.prefetch),
+        );
+
+        let resolver = ResolverChain::new()
+            .or(StaticResolver::new(self.routes)?)
+            .or(ResolverChain::from_config(&config)?);
+        let stack = assemble(
+            amqp.clone(),
+            resolver,
+            &config,
+            self.amqp_branch,
+            self.http_branch,
+            self.retry,
+        )?;
+
+        if tokio::time::timeout(START_WAIT, amqp.first_attempt()).await == Ok(true) {
+            let _ = tokio::time::timeout(START_WAIT, subscriber.ready()).await;
+        }
+        let registration = (self.register)
+            .then(|| config.postoffice_url.clone())
+            .flatten()
+            .map(|postoffice| {
+                let registration = Registration {
+                    postoffice,
+                    token: config.http_token.clone(),
+                    body: json!({"id": id, "type": self.component_type, "url": url}),
+                };
+                tokio::spawn(registration.run())
+            });
+        tracing::info!(
+            id,
+            r#type = self.component_type,
+            url,
+            amqp = amqp.is_connected(),
+            "entity started"
+        );
+        Ok(Entity {
+            inner: Arc::new(Inner {
+                id,
+                component_type: self.component_type,
+                url,
+                stack,
+                amqp,
+                server: Mutex::new(Some(server)),
+                subscriber: Mutex::new(Some(subscriber)),
+                registration: Mutex::new(registration),
+                grace: self.grace,
+            }),
+        })
+    }
+}
+
+impl Stack<AmqpTransport, HttpTransport> {
+    /// AMQP first over `amqp`, HTTP second, with the routes, PostOffice,
+    /// token and budgets of `config`: the stack of a service that only sends.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](ErrorKind::Config) naming an unusable setting.
+    pub fn standard(amqp: AmqpTransport, config: &Config) -> Result<Self> {
+        assemble(
+            amqp,
+            ResolverChain::from_config(config)?,
+            config,
+            BranchConfig::new(Route::Amqp),
+            BranchConfig::new(Route::Http),
+            RetryPolicy::builder(),
+        )
+    }
+}
+
+/// The stack every entity calls through.
+fn assemble(
+    amqp: AmqpTransport,
+    resolver: ResolverChain,
+    config: &Config,
+    amqp_branch: BranchConfig,
+    http_branch: BranchConfig,
+    retry: RetryPolicyBuilder,
+) -> Result<EntityStack> {
+    let mut http = HttpTransport::builder(resolver)
+        .request_timeout(config.attempt_timeout)
+        .max_message_size(config.max_message_size);
+    if let Some(token) = &config.http_token {
+        http = http.token(token.clone());
+    }
+    TransportBuilder::new(amqp)
+        .primary_config(amqp_branch.default_attempt_timeout(config.attempt_timeout))
+        .secondary(http.build()?)
+        .secondary_config(http_branch.default_attempt_timeout(config.attempt_timeout))
+        .deadline(config.deadline)
+        .retry(retry)
+        .build()
+}
+
+impl fmt::Debug for EntityBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EntityBuilder")
+            .field("component_type", &self.component_type)
+            .field("id", &self.id)
+            .field("listen", &self.listen)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Registering with the PostOffice: `POST {postoffice}/registerComponent`
+/// with `{id, type, url}`, retried until it answers `2xx`.
+struct Registration {
+    postoffice: String,
+    token: Option<Secret>,
+    body: Value,
+}
+
+impl Registration {
+    async fn run(self) {
+        let client = new_client(
+            crate::http::DEFAULT_CONNECT_TIMEOUT,
+            crate::http::DEFAULT_POOL_IDLE_TIMEOUT,
+            1,
+        );
+        let mut backoff = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        let target = format!(
+            "{}/registerComponent",
+            self.postoffice.trim_end_matches('/')
+        );
+        loop {
+            match self.attempt(&client, &target).await {
+                Ok(()) => {
+                    tracing::info!(
+                        postoffice = redact_url(&self.postoffice),
+                        "registered with the PostOffice"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    let wait = backoff.next().unwrap_or(Duration::from_secs(5));
+                    tracing::warn!(postoffice = redact_url(&self.postoffice), %error, ?wait, "PostOffice registration failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, client: &Client, target: &str) -> Result<()> {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(target)
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, bearer(token)?);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(self.body.to_string())))
+            .map_err(|e| Error::config(format!("invalid PostOffice URL: {e}")))?;
+        let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+            .await
+            .map_err(|_| Error::timeout("the PostOffice did not answer within 5 s"))?
+            .map_err(|e| Error::not_delivered(format!("cannot reach the PostOffice: {e}")))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Error::rejected(format!(
+                "the PostOffice answered {}",
+                response.status()
+            )))
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! The pooled hyper client the transport and the PostOffice lookup share.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::Secret;
+use crate::error::{Error, Result};
+
+/// hyper-util's pooled HTTP/1 client over plain TCP.
+pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+
+/// A keep-alive client with `TCP_NODELAY` and a connect timeout.
+pub(crate) fn new_client(
+    connect_timeout: Duration,
+    pool_idle_timeout: Duration,
+    pool_max_idle_per_host: usize,
+) -> Client {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(pool_idle_timeout)
+        .pool_max_idle_per_host(pool_max_idle_per_host)
+        .build(connector)
+}
+
+/// `Bearer {token}` as a header value marked sensitive, so hyper never
+/// prints it.
+pub(crate) fn bearer(token: &Secret) -> Result<HeaderValue> {
+    let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose()))
+        .map_err(|_| Error::config("the bearer token contains characters a header cannot carry"))?;
+    value.set_sensitive(true);
+    Ok(value)
+}

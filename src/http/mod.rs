@@ -1,0 +1,84 @@
+//! HTTP: the fallback path ([`HttpTransport`]) and the receiving side
+//! ([`HttpServer`]).
+//!
+//! # Wire contract (DESIGN §3)
+//!
+//! `POST {base}/message` with the message as JSON, `Content-Type:
+//! application/json`, `X-Request-ID: {id}` and, when a token is configured,
+//! `Authorization: Bearer {token}`. A synchronous message is answered `200`
+//! with the reply message as body, an asynchronous one `202`. Errors are
+//! JSON [`ErrorBody`](crate::ErrorBody)s, `{"error": "...", "kind": "..."}`;
+//! the [`server`] module lists which status each failure gets.
+//!
+//! # How the transport classifies failures
+//!
+//! What the retry, fallback and circuit-breaker layers do depends on the
+//! error's [`ErrorClass`](crate::ErrorClass):
+//!
+//! | outcome | class |
+//! |---|---|
+//! | connection refused, connect timeout, connection closed before the request was written | [`NotDelivered`](crate::ErrorClass::NotDelivered) (`unavailable`) |
+//! | `404`: no `/message` there, or no such recipient | `NotDelivered` (`no_route`) |
+//! | `429`, or `503` with our JSON error body (overloaded, not ready) | `NotDelivered`, with the peer's `Retry-After` |
+//! | other `4xx` | [`Rejected`](crate::ErrorClass::Rejected), with the peer's error text — never retried |
+//! | other `5xx` (a `503` without our body too), connection lost after sending, request timeout | [`UnknownOutcome`](crate::ErrorClass::UnknownOutcome) — repeated only because receivers de-duplicate |
+//!
+//! `404` is the one `4xx` that is not `Rejected`: like AMQP's unroutable
+//! return, it means nobody received the message. An unknown recipient in
+//! the [`Resolve`]r is `NotDelivered` too, kind `no_route`, naming it. Every
+//! error carries [`Route::Http`](crate::Route::Http).
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//! use serde_json::json;
+//! use stage7_transport::http::StaticResolver;
+//! use stage7_transport::{HttpServer, HttpTransport, Message};
+//! use tower::ServiceExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), stage7_transport::Error> {
+//! let echo = tower::service_fn(|m: Message| async move {
+//!     let content = m.content().cloned().unwrap_or_default();
+//!     Ok::<_, Infallible>(Some(m.reply(content)))
+//! });
+//! let server = HttpServer::new().bind("127.0.0.1:0", echo).await?;
+//!
+//! let base = format!("http://{}", server.local_addr());
+//! let transport = HttpTransport::builder(StaticResolver::new([("echo", base)])?).build()?;
+//! let delivery = transport.oneshot(Message::request("echo", json!({"hi": 1}))).await?;
+//! assert_eq!(delivery.reply().and_then(|r| r.content()), Some(&json!({"hi": 1})));
+//!
+//! server.shutdown(Duration::from_secs(1)).await
+//! # }
+//! ```
+
+mod classify;
+pub(crate) mod client;
+pub mod resolve;
+pub mod server;
+mod transport;
+
+use std::time::Duration;
+
+pub use self::resolve::{
+    PostOfficeResolver, Resolve, ResolveFuture, ResolverChain, StaticResolver,
+};
+pub use self::server::{HttpServer, ServerHandle};
+pub use self::transport::{HttpTransport, HttpTransportBuilder, ResponseFuture};
+
+/// Default limit on opening a connection: 2 s.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default limit on one exchange, sending to the end of the reply: 10 s,
+/// the stack's default attempt timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = crate::stack::DEFAULT_ATTEMPT_TIMEOUT;
+/// Default time an unused pooled connection stays open: 4 s, under the 5 s
+/// after which Node's HTTP servers close idle connections, so a request is
+/// never sent on a connection the peer is closing.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+/// Default number of idle connections kept per host: 256.
+pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
+
+const MESSAGE_PATH: &str = "/message";
+const APPLICATION_JSON: &str = "application/json";
+const X_REQUEST_ID: &str = "x-request-id";

@@ -1,0 +1,675 @@
+//! Which base URL serves a recipient.
+//!
+//! [`HttpTransport`](super::HttpTransport) asks a [`Resolve`] for the base
+//! URL of each message's recipient and posts to `{base}/message`. Three
+//! resolvers come with the crate, and [`ResolverChain`] tries several in
+//! turn:
+//!
+//! * [`StaticResolver`]: a fixed table, typically the `{NAME}_URL` variables
+//!   of [`Config::http_routes`](crate::Config::http_routes).
+//! * [`PostOfficeResolver`]: asks the PostOffice's registry
+//!   (`GET {postoffice}/requestComponent?id=…`, then `?type=…`) and caches
+//!   the answer for a while.
+//! * your own: implement [`Resolve`].
+//!
+//! A recipient nobody knows is an error of kind
+//! [`NoRoute`](crate::ErrorKind::NoRoute) naming it, class
+//! [`NotDelivered`](crate::ErrorClass::NotDelivered): nothing was sent.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, HeaderValue};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use tokio::time::Instant;
+
+use super::client::{Client, bearer, new_client};
+use crate::config::{Config, Secret};
+use crate::error::{Error, ErrorClass, ErrorKind, Result};
+
+/// Default time a PostOffice answer is reused: 30 s.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+/// Default limit on one PostOffice lookup: 2 s.
+pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest PostOffice answer read: 64 KiB.
+const MAX_LOOKUP_BODY: usize = 64 * 1024;
+/// Cached PostOffice answers kept before expired ones are swept.
+const CACHE_SWEEP_AT: usize = 1024;
+/// Idle connections to the PostOffice kept open: lookups are rare.
+const LOOKUP_IDLE_CONNECTIONS: usize = 4;
+
+/// Finds the base URL (`http://host:port`, perhaps with a path prefix) that
+/// serves a recipient: an entity id, a component type, or any name your
+/// resolver understands.
+///
+/// Object safe: the transport keeps an `Arc<dyn Resolve>`.
+///
+/// ```
+/// use stage7_transport::http::{Resolve, ResolveFuture};
+///
+/// /// Every recipient lives on one host.
+/// struct OneHost(http::Uri);
+///
+/// impl Resolve for OneHost {
+///     fn resolve(&self, _recipient: &str) -> ResolveFuture {
+///         ResolveFuture::ready(Ok(self.0.clone()))
+///     }
+/// }
+/// ```
+pub trait Resolve: Send + Sync + 'static {
+    /// The base URL serving `recipient`.
+    ///
+    /// # Errors
+    ///
+    /// [`NoRoute`](crate::ErrorKind::NoRoute) for a recipient this resolver
+    /// does not know; any other error when it could not find out.
+    fn resolve(&self, recipient: &str) -> ResolveFuture;
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Uri>> + Send>>;
+
+/// Future returned by [`Resolve::resolve`]: an answer known at once (a table
+/// lookup, a cache hit) costs no allocation; a lookup over the network is
+/// boxed.
+#[must_use = "futures do nothing unless polled"]
+pub struct ResolveFuture {
+    state: State,
+}
+
+enum State {
+    Ready(Option<Result<Uri>>),
+    Pending(BoxFuture),
+}
+
+impl ResolveFuture {
+    /// An answer known now.
+    pub fn ready(result: Result<Uri>) -> Self {
+        Self {
+            state: State::Ready(Some(result)),
+        }
+    }
+
+    /// An answer that needs waiting for.
+    pub fn new(future: impl Future<Output = Result<Uri>> + Send + 'static) -> Self {
+        Self {
+            state: State::Pending(Box::pin(future)),
+        }
+    }
+
+    /// The answer if it is known without waiting, or the future back.
+    fn now_or_later(self) -> std::result::Result<Result<Uri>, BoxFuture> {
+        match self.state {
+            State::Ready(Some(result)) => Ok(result),
+            State::Ready(None) => panic!("resolve future polled after completion"),
+            State::Pending(future) => Err(future),
+        }
+    }
+}
+
+impl Future for ResolveFuture {
+    type Output = Result<Uri>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<Uri>> {
+        match &mut self.state {
+            State::Ready(result) => Poll::Ready(
+                result
+                    .take()
+                    .expect("resolve future polled after completion"),
+            ),
+            State::Pending(future) => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl fmt::Debug for ResolveFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Ready(_) => "ready",
+            State::Pending(_) => "pending",
+        };
+        f.debug_struct("ResolveFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+/// Parses a base URL: `http://host[:port][/prefix]`, trailing `/` ignored.
+pub(crate) fn parse_base(url: &str) -> Result<Uri> {
+    let trimmed = url.trim().trim_end_matches('/');
+    let uri: Uri = trimmed
+        .parse()
+        .map_err(|e| Error::config(format!("`{trimmed}` is not a URL: {e}")))?;
+    if uri.scheme() != Some(&http::uri::Scheme::HTTP) || uri.authority().is_none() {
+        return Err(Error::config(format!(
+            "`{trimmed}` is not an http://host:port URL (https is not supported)"
+        )));
+    }
+    if uri.query().is_some() {
+        return Err(Error::config(format!(
+            "`{trimmed}`: a base URL cannot have a query"
+        )));
+    }
+    Ok(uri)
+}
+
+/// Compares names as `{NAME}_URL` variables are matched: without case, `-`
+/// and `_` alike, so `capabilities-manager` finds `CAPABILITIES_MANAGER_URL`.
+fn same_name(a: &str, b: &str) -> bool {
+    let fold = |byte: u8| match byte {
+        b'-' => b'_',
+        other => other.to_ascii_lowercase(),
+    };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+/// A fixed table of recipient → base URL, matched without case and with `-`
+/// and `_` alike.
+///
+/// ```
+/// use stage7_transport::Config;
+/// use stage7_transport::http::{Resolve, StaticResolver};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), stage7_transport::Error> {
+/// let config = Config::from_vars([("CAPABILITIES_MANAGER_URL", "http://caps:5060")])?;
+/// let routes = StaticResolver::from_config(&config)?;
+/// let base = routes.resolve("capabilities-manager").await?;
+/// assert_eq!(base, "http://caps:5060");
+/// assert!(routes.resolve("brain").await.is_err());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct StaticResolver {
+    routes: Arc<[(Box<str>, Uri)]>,
+}
+
+impl StaticResolver {
+    /// A table of `(recipient, base URL)` pairs.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](crate::ErrorKind::Config) naming a route whose URL is not
+    /// `http://host[:port][/prefix]`.
+    pub fn new<I, K, V>(routes: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let routes = routes
+            .into_iter()
+            .map(|(name, url)| {
+                let name = name.as_ref();
+                parse_base(url.as_ref())
+                    .map(|uri| (Box::from(name), uri))
+                    .map_err(|e| Error::config(format!("route `{name}`: {}", e.detail())))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            routes: routes.into(),
+        })
+    }
+
+    /// The routes of `config`: its `{NAME}_URL` variables
+    /// ([`Config::http_routes`]), found as `name` — an entity id
+    /// (`BRAIN_1_URL` for `brain-1`) or a component type (`BRAIN_URL` for
+    /// `Brain`).
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn from_config(config: &Config) -> Result<Self> {
+        Self::new(&config.http_routes)
+    }
+
+    /// Number of routes.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// Whether there is no route.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+impl Resolve for StaticResolver {
+    fn resolve(&self, recipient: &str) -> ResolveFuture {
+        let found = self
+            .routes
+            .iter()
+            .find(|(name, _)| same_name(name, recipient));
+        ResolveFuture::ready(match found {
+            Some((_, uri)) => Ok(uri.clone()),
+            None => Err(Error::no_route(recipient)),
+        })
+    }
+}
+
+/// Asks the PostOffice's registry where a recipient lives, and remembers
+/// the answer for a while.
+///
+/// The lookup is `GET {postoffice}/requestComponent?id={recipient}`, then,
+/// if no component has that id, `?type={recipient}`. The PostOffice answers
+/// `200` with `{"components":[{"id":"…","type":"…","url":"http://host:port"}]}`;
+/// the first component's `url` is used. An empty list on both lookups means
+/// the recipient is unknown: [`NoRoute`](crate::ErrorKind::NoRoute). A
+/// PostOffice that cannot be reached, is slow or answers anything else gives
+/// an error of class [`NotDelivered`](crate::ErrorClass::NotDelivered) — the
+/// message was not sent — which lets a [`ResolverChain`] try its next
+/// resolver.
+///
+/// Answers are cached for [`DEFAULT_TTL`]; unknown recipients are not, so a
+/// component that registers is found at once.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use stage7_transport::http::PostOfficeResolver;
+///
+/// let resolver = PostOfficeResolver::new("http://postoffice:5020")?
+///     .with_ttl(Duration::from_secs(10));
+/// # Ok::<(), stage7_transport::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct PostOfficeResolver {
+    base: Uri,
+    client: Client,
+    authorization: Option<HeaderValue>,
+    ttl: Duration,
+    timeout: Duration,
+    cache: Arc<Mutex<HashMap<String, (Uri, Instant)>>>,
+}
+
+impl PostOfficeResolver {
+    /// Looks recipients up at the PostOffice whose base URL is `url`.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](crate::ErrorKind::Config) when `url` is not
+    /// `http://host[:port][/prefix]`.
+    pub fn new(url: &str) -> Result<Self> {
+        let base = parse_base(url)
+            .map_err(|e| Error::config(format!("PostOffice URL: {}", e.detail())))?;
+        Ok(Self {
+            base,
+            client: new_client(
+                super::DEFAULT_CONNECT_TIMEOUT,
+                super::DEFAULT_POOL_IDLE_TIMEOUT,
+                LOOKUP_IDLE_CONNECTIONS,
+            ),
+            authorization: None,
+            ttl: DEFAULT_TTL,
+            timeout: DEFAULT_LOOKUP_TIMEOUT,
+            cache: Arc::default(),
+        })
+    }
+
+    /// How long an answer is reused. Default [`DEFAULT_TTL`]; zero disables
+    /// the cache.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The limit on one lookup, connection included. Default
+    /// [`DEFAULT_LOOKUP_TIMEOUT`].
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends `Authorization: Bearer {token}` with lookups. Default: none.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](crate::ErrorKind::Config) when the token cannot be a
+    /// header value.
+    pub fn with_token(mut self, token: &Secret) -> Result<Self> {
+        self.authorization = Some(bearer(token)?);
+        Ok(self)
+    }
+
+    fn cached(&self, recipient: &str) -> Option<Uri> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let (uri, fetched) = cache.get(recipient)?;
+        (fetched.elapsed() < self.ttl).then(|| uri.clone())
+    }
+
+    fn remember(&self, recipient: &str, uri: &Uri) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= CACHE_SWEEP_AT {
+            let ttl = self.ttl;
+            cache.retain(|_, (_, fetched)| fetched.elapsed() < ttl);
+        }
+        cache.insert(recipient.to_owned(), (uri.clone(), Instant::now()));
+    }
+
+    async fn lookup(self, recipient: String) -> Result<Uri> {
+        let found = tokio::time::timeout(self.timeout, self.find(&recipient))
+            .await
+            .unwrap_or_else(|_| {
+                let waited = self.timeout.as_millis();
+                Err(self.unavailable(&recipient, format!("no answer within {waited} ms")))
+            })?;
+        self.remember(&recipient, &found);
+        Ok(found)
+    }
+
+    /// By id first, then by type.
+    async fn find(&self, recipient: &str) -> Result<Uri> {
+        match self.query("id", recipient).await? {
+            Some(uri) => Ok(uri),
+            None => self
+                .query("type", recipient)
+                .await?
+                .ok_or_else(|| Error::no_route(recipient)),
+        }
+    }
+
+    fn unavailable(&self, recipient: &str, why: String) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            ErrorClass::NotDelivered,
+            format!(
+                "cannot resolve `{recipient}` at the PostOffice {}: {why}",
+                self.base
+            ),
+        )
+    }
+
+    /// One `requestComponent` query: the first component's URL, if any.
+    async fn query(&self, field: &str, recipient: &str) -> Result<Option<Uri>> {
+        let prefix = self.base.path().trim_end_matches('/');
+        let uri = format!(
+            "{}://{}{prefix}/requestComponent?{field}={}",
+            self.base.scheme_str().unwrap_or("http"),
+            self.base.authority().map_or("", |a| a.as_str()),
+            percent_encode(recipient)
+        );
+        let mut request = Request::new(Full::new(Bytes::new()));
+        *request.uri_mut() = uri
+            .parse()
+            .map_err(|e| self.unavailable(recipient, format!("bad lookup URL: {e}")))?;
+        let headers = request.headers_mut();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        if let Some(authorization) = &self.authorization {
+            headers.insert(AUTHORIZATION, authorization.clone());
+        }
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| self.unavailable(recipient, e.to_string()).with_source(e))?;
+        let status = response.status();
+        let body = Limited::new(response.into_body(), MAX_LOOKUP_BODY)
+            .collect()
+            .await
+            .map_err(|e| self.unavailable(recipient, format!("reading the answer: {e}")))?
+            .to_bytes();
+        if status != StatusCode::OK {
+            return Err(self.unavailable(recipient, format!("the PostOffice answered {status}")));
+        }
+        let answer: Components = serde_json::from_slice(&body).map_err(|e| {
+            Error::new(
+                ErrorKind::Protocol,
+                ErrorClass::NotDelivered,
+                format!("the PostOffice's answer for `{recipient}` is not a component list: {e}"),
+            )
+        })?;
+        match answer.components.into_iter().next() {
+            Some(component) => parse_base(&component.url).map(Some).map_err(|e| {
+                Error::new(
+                    ErrorKind::Protocol,
+                    ErrorClass::NotDelivered,
+                    format!(
+                        "the PostOffice's URL for `{recipient}` is unusable: {}",
+                        e.detail()
+                    ),
+                )
+            }),
+            None => Ok(None),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Components {
+    components: Vec<Component>,
+}
+
+#[derive(serde::Deserialize)]
+struct Component {
+    url: String,
+}
+
+impl Resolve for PostOfficeResolver {
+    fn resolve(&self, recipient: &str) -> ResolveFuture {
+        match self.cached(recipient) {
+            Some(uri) => ResolveFuture::ready(Ok(uri)),
+            None => ResolveFuture::new(self.clone().lookup(recipient.to_owned())),
+        }
+    }
+}
+
+impl fmt::Debug for PostOfficeResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostOfficeResolver")
+            .field("base", &self.base)
+            .field("token", &self.authorization.as_ref().map(|_| "***"))
+            .field("ttl", &self.ttl)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `text` with everything but unreserved characters percent-encoded, for a
+/// query value.
+fn percent_encode(text: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+/// Tries resolvers in order: the first base URL found wins.
+///
+/// A resolver that does not know the recipient
+/// ([`NoRoute`](crate::ErrorKind::NoRoute)) or cannot find out (any other
+/// error) passes to the next. When none finds it, the error is the first
+/// that was not `NoRoute` — the PostOffice being down says more than a
+/// table not knowing the name — or else `NoRoute` for the recipient.
+///
+/// ```
+/// use stage7_transport::http::{ResolverChain, StaticResolver};
+///
+/// let chain = ResolverChain::new()
+///     .or(StaticResolver::new([("brain", "http://brain:5070")])?)
+///     .or(StaticResolver::new([("librarian", "http://librarian:5040")])?);
+/// # Ok::<(), stage7_transport::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct ResolverChain {
+    resolvers: Vec<Arc<dyn Resolve>>,
+}
+
+impl ResolverChain {
+    /// A chain that knows nobody yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `resolver`, tried after those already added.
+    pub fn or(mut self, resolver: impl Resolve) -> Self {
+        self.resolvers.push(Arc::new(resolver));
+        self
+    }
+
+    /// The resolvers of `config`: its static routes, then the PostOffice at
+    /// [`Config::postoffice_url`] (with [`Config::http_token`]) if one is
+    /// set.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](crate::ErrorKind::Config) naming an unusable URL.
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let mut chain = Self::new().or(StaticResolver::from_config(config)?);
+        if let Some(url) = &config.postoffice_url {
+            let mut postoffice = PostOfficeResolver::new(url)?;
+            if let Some(token) = &config.http_token {
+                postoffice = postoffice.with_token(token)?;
+            }
+            chain = chain.or(postoffice);
+        }
+        Ok(chain)
+    }
+}
+
+/// Remembers the most telling failure while a chain runs.
+fn keep_first_telling(kept: &mut Option<Error>, error: Error) {
+    let telling = |e: &Error| e.kind() != ErrorKind::NoRoute;
+    if kept.is_none() || (telling(&error) && !kept.as_ref().is_some_and(telling)) {
+        *kept = Some(error);
+    }
+}
+
+impl Resolve for ResolverChain {
+    fn resolve(&self, recipient: &str) -> ResolveFuture {
+        let mut failure = None;
+        for (at, resolver) in self.resolvers.iter().enumerate() {
+            match resolver.resolve(recipient).now_or_later() {
+                Ok(Ok(uri)) => return ResolveFuture::ready(Ok(uri)),
+                Ok(Err(error)) => keep_first_telling(&mut failure, error),
+                Err(pending) => {
+                    let rest = self.resolvers[at + 1..].to_vec();
+                    let recipient = recipient.to_owned();
+                    return ResolveFuture::new(async move {
+                        match pending.await {
+                            Ok(uri) => return Ok(uri),
+                            Err(error) => keep_first_telling(&mut failure, error),
+                        }
+                        for resolver in rest {
+                            match resolver.resolve(&recipient).await {
+                                Ok(uri) => return Ok(uri),
+                                Err(error) => keep_first_telling(&mut failure, error),
+                            }
+                        }
+                        Err(failure.unwrap_or_else(|| Error::no_route(&recipient)))
+                    });
+                }
+            }
+        }
+        ResolveFuture::ready(Err(failure.unwrap_or_else(|| Error::no_route(recipient))))
+    }
+}
+
+impl fmt::Debug for ResolverChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResolverChain")
+            .field("resolvers", &self.resolvers.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve_now(resolver: &impl Resolve, recipient: &str) -> Result<Uri> {
+        match resolver.resolve(recipient).now_or_later() {
+            Ok(result) => result,
+            Err(_) => panic!("a table lookup is ready at once"),
+        }
+    }
+
+    #[test]
+    fn names_match_without_case_and_dash_or_underscore() {
+        let table = StaticResolver::new([("capabilities_manager", "http://caps:5060/")]).unwrap();
+        for name in [
+            "capabilities-manager",
+            "CAPABILITIES_MANAGER",
+            "Capabilities_Manager",
+        ] {
+            assert_eq!(resolve_now(&table, name).unwrap(), "http://caps:5060");
+        }
+        let error = resolve_now(&table, "capabilities").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::NoRoute);
+        assert_eq!(error.class(), ErrorClass::NotDelivered);
+        assert!(error.to_string().contains("`capabilities`"), "{error}");
+    }
+
+    #[test]
+    fn config_routes_become_the_table() {
+        let config = Config::from_vars([
+            ("BRAIN_URL", "http://brain:5070"),
+            ("BRAIN_1_URL", "http://brain-one:5070/api/"),
+            ("POSTOFFICE_URL", "http://po:5020"),
+        ])
+        .unwrap();
+        let table = StaticResolver::from_config(&config).unwrap();
+        assert_eq!(table.len(), 2);
+        assert_eq!(resolve_now(&table, "Brain").unwrap(), "http://brain:5070");
+        let one = resolve_now(&table, "brain-1").unwrap();
+        assert_eq!(one.path(), "/api");
+        assert_eq!(
+            resolve_now(&table, "postoffice").unwrap_err().kind(),
+            ErrorKind::NoRoute
+        );
+    }
+
+    #[test]
+    fn unusable_urls_are_config_errors() {
+        for url in ["https://x", "ftp://x", "http://", "x y", "http://x/?q=1"] {
+            let error = StaticResolver::new([("brain", url)]).unwrap_err();
+            assert!(error.is_config(), "{url}: {error}");
+            assert!(error.to_string().contains("route `brain`"), "{error}");
+        }
+        assert!(
+            PostOfficeResolver::new("postoffice:5020")
+                .unwrap_err()
+                .is_config()
+        );
+    }
+
+    #[test]
+    fn a_chain_prefers_the_telling_error() {
+        let down: fn(&str) -> Error = |_| Error::not_delivered("registry down");
+        struct Down(fn(&str) -> Error);
+        impl Resolve for Down {
+            fn resolve(&self, recipient: &str) -> ResolveFuture {
+                ResolveFuture::ready(Err((self.0)(recipient)))
+            }
+        }
+        let chain = ResolverChain::new()
+            .or(StaticResolver::default())
+            .or(Down(down))
+            .or(StaticResolver::new([("brain", "http://brain:1")]).unwrap());
+        assert_eq!(resolve_now(&chain, "brain").unwrap(), "http://brain:1");
+        let error = resolve_now(&chain, "nobody").unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
+        let empty = resolve_now(&ResolverChain::new(), "nobody").unwrap_err();
+        assert_eq!(empty.kind(), ErrorKind::NoRoute);
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(percent_encode("brain-1"), "brain-1");
+        assert_eq!(percent_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
+}

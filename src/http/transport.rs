@@ -1,0 +1,396 @@
+//! [`HttpTransport`]: `POST {base}/message` over hyper's pooled client.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use tokio::time::Instant;
+use tower::Service;
+
+use super::classify;
+use super::client::{Client, bearer, new_client};
+use super::resolve::{Resolve, ResolverChain};
+use super::{
+    APPLICATION_JSON, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT,
+    DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT, MESSAGE_PATH, X_REQUEST_ID,
+};
+use crate::config::{Config, Secret};
+use crate::error::{Error, ErrorClass, ErrorKind, Result};
+use crate::message::{Codec, DEFAULT_MAX_MESSAGE_SIZE, Message};
+use crate::transport::{Delivery, Route};
+
+/// Sends messages as `POST {base}/message`, the base URL found by a
+/// [`Resolve`]r. See the [module docs](super) for the wire contract and how
+/// failures are classified.
+///
+/// Connections are kept alive and pooled per host (`TCP_NODELAY` on), so a
+/// steady caller pays no connection set-up.
+///
+/// # Clone
+///
+/// Clones share the connection pool, the resolver and the settings.
+///
+/// ```no_run
+/// use serde_json::json;
+/// use stage7_transport::http::StaticResolver;
+/// use stage7_transport::{HttpTransport, Message, Secret};
+/// use tower::ServiceExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), stage7_transport::Error> {
+/// let transport = HttpTransport::builder(StaticResolver::new([("brain", "http://127.0.0.1:5070")])?)
+///     .token(Secret::new("s3cret"))
+///     .build()?;
+/// let delivery = transport.oneshot(Message::request("brain", json!({"q": "?"}))).await?;
+/// println!("{:?}", delivery.reply());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct HttpTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: Client,
+    resolver: Arc<dyn Resolve>,
+    authorization: Option<HeaderValue>,
+    codec: Codec,
+    request_timeout: Duration,
+}
+
+/// Settings of an [`HttpTransport`]; see [`HttpTransport::builder`].
+pub struct HttpTransportBuilder {
+    resolver: Arc<dyn Resolve>,
+    token: Option<Secret>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    pool_idle_timeout: Duration,
+    pool_max_idle_per_host: usize,
+    max_message_size: usize,
+}
+
+impl HttpTransport {
+    /// Settings for a transport that finds recipients with `resolver`,
+    /// starting from the defaults.
+    pub fn builder(resolver: impl Resolve) -> HttpTransportBuilder {
+        HttpTransportBuilder {
+            resolver: Arc::new(resolver),
+            token: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
+            pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+        }
+    }
+
+    /// A transport as `config` describes it: its static routes, then its
+    /// PostOffice ([`ResolverChain::from_config`]); its bearer token; its
+    /// attempt timeout as the request timeout; its message size limit.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](crate::ErrorKind::Config) naming the unusable setting.
+    pub fn from_config(config: &Config) -> Result<Self> {
+        let mut builder = Self::builder(ResolverChain::from_config(config)?)
+            .request_timeout(config.attempt_timeout)
+            .max_message_size(config.max_message_size);
+        if let Some(token) = &config.http_token {
+            builder = builder.token(token.clone());
+        }
+        builder.build()
+    }
+
+    async fn send(self, message: Message) -> Result<Delivery> {
+        // An unknown recipient fails at once; a caller retrying in a loop
+        // must still let the runtime run.
+        tokio::task::coop::consume_budget().await;
+        let inner = &*self.inner;
+        let recipient = message
+            .recipient()
+            .ok_or_else(|| Error::invalid("message has no recipient"))?;
+        let body = inner.codec.encode(&message)?;
+        let base = inner.resolver.resolve(recipient).await?;
+        let request = inner.request(&base, &message, body)?;
+        let now = Instant::now();
+        let own = now + inner.request_timeout;
+        let until = message.deadline().map_or(own, |deadline| deadline.min(own));
+        if until <= now {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                ErrorClass::NotDelivered,
+                "call deadline passed before the message was sent",
+            ));
+        }
+        let exchange = async {
+            let response = inner
+                .client
+                .request(request)
+                .await
+                .map_err(|e| classify::send_error(e, &base))?;
+            let (parts, body) = response.into_parts();
+            let limit = inner.codec.max_size();
+            let body = Limited::new(body, limit)
+                .collect()
+                .await
+                .map_err(|e| classify::body_error(e, limit))?
+                .to_bytes();
+            Ok::<_, Error>((parts, body))
+        };
+        let (parts, body) = tokio::time::timeout_at(until, exchange)
+            .await
+            .map_err(|_| {
+                Error::timeout(format!(
+                    "no answer from {base} within the request timeout of {} ms or the call deadline",
+                    inner.request_timeout.as_millis()
+                ))
+            })??;
+        classify::response(
+            parts.status,
+            &parts.headers,
+            &body,
+            message.requires_sync(),
+            &inner.codec,
+        )
+    }
+}
+
+impl Inner {
+    fn request(&self, base: &Uri, message: &Message, body: Bytes) -> Result<Request<Full<Bytes>>> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = message_uri(base)?;
+        let headers = request.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON));
+        let id = HeaderValue::from_str(message.id()).map_err(|_| {
+            Error::invalid("the message id contains characters a header cannot carry")
+        })?;
+        headers.insert(HeaderName::from_static(X_REQUEST_ID), id);
+        if let Some(authorization) = &self.authorization {
+            headers.insert(AUTHORIZATION, authorization.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// `{base}/message`.
+fn message_uri(base: &Uri) -> Result<Uri> {
+    let mut parts = base.clone().into_parts();
+    let prefix = base.path().trim_end_matches('/');
+    parts.path_and_query = Some(if prefix.is_empty() {
+        PathAndQuery::from_static(MESSAGE_PATH)
+    } else {
+        PathAndQuery::try_from(format!("{prefix}{MESSAGE_PATH}"))
+            .map_err(|e| Error::config(format!("base URL {base}: {e}")))?
+    });
+    Uri::from_parts(parts).map_err(|e| Error::config(format!("base URL {base}: {e}")))
+}
+
+/// Response future of [`HttpTransport`].
+///
+/// Boxed: a call awaits the resolver, the connection pool, the response
+/// head and the body in turn, and the allocation is small beside a network
+/// round trip.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Delivery>> + Send>>;
+
+impl Service<Message> for HttpTransport {
+    type Response = Delivery;
+    type Error = Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, message: Message) -> ResponseFuture {
+        let transport = self.clone();
+        Box::pin(async move {
+            transport
+                .send(message)
+                .await
+                .map_err(|e| e.with_route(Route::Http))
+        })
+    }
+}
+
+impl fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &*self.inner;
+        f.debug_struct("HttpTransport")
+            .field("token", &inner.authorization.as_ref().map(|_| "***"))
+            .field("request_timeout", &inner.request_timeout)
+            .field("max_message_size", &inner.codec.max_size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpTransportBuilder {
+    /// Sends `Authorization: Bearer {token}` with every message. Default:
+    /// none.
+    pub fn token(mut self, token: Secret) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// The limit on opening a connection; past it the message is
+    /// [not delivered](crate::ErrorClass::NotDelivered). Default
+    /// [`DEFAULT_CONNECT_TIMEOUT`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The limit on one exchange, from taking a connection to the end of
+    /// the reply, capped by the message [deadline](Message::deadline); past
+    /// it the outcome is [unknown](crate::ErrorClass::UnknownOutcome) —
+    /// conservatively so, even when it passes while connecting. Default
+    /// [`DEFAULT_REQUEST_TIMEOUT`].
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How long an unused pooled connection stays open. Default
+    /// [`DEFAULT_POOL_IDLE_TIMEOUT`].
+    pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.pool_idle_timeout = timeout;
+        self
+    }
+
+    /// Idle connections kept per host. Default
+    /// [`DEFAULT_POOL_MAX_IDLE_PER_HOST`].
+    pub fn pool_max_idle_per_host(mut self, connections: usize) -> Self {
+        self.pool_max_idle_per_host = connections;
+        self
+    }
+
+    /// Largest encoded message sent or reply read, in bytes. Default
+    /// [`DEFAULT_MAX_MESSAGE_SIZE`].
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Validates the settings and builds the transport.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](crate::ErrorKind::Config) naming the invalid setting: a
+    /// zero timeout or size, or a token a header cannot carry.
+    pub fn build(self) -> Result<HttpTransport> {
+        for (name, value) in [
+            ("connect timeout", self.connect_timeout),
+            ("request timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(Error::config(format!(
+                    "HTTP transport: {name} must be positive"
+                )));
+            }
+        }
+        if self.max_message_size == 0 {
+            return Err(Error::config(
+                "HTTP transport: message size limit must be positive",
+            ));
+        }
+        let authorization = self.token.as_ref().map(bearer).transpose()?;
+        Ok(HttpTransport {
+            inner: Arc::new(Inner {
+                client: new_client(
+                    self.connect_timeout,
+                    self.pool_idle_timeout,
+                    self.pool_max_idle_per_host,
+                ),
+                resolver: self.resolver,
+                authorization,
+                codec: Codec::new(self.max_message_size),
+                request_timeout: self.request_timeout,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for HttpTransportBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpTransportBuilder")
+            .field("token", &self.token)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
+            .field("max_message_size", &self.max_message_size)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_uri_keeps_a_path_prefix() {
+        let base: Uri = "http://brain:5070".parse().unwrap();
+        assert_eq!(message_uri(&base).unwrap(), "http://brain:5070/message");
+        let base: Uri = "http://gateway/brain".parse().unwrap();
+        assert_eq!(message_uri(&base).unwrap(), "http://gateway/brain/message");
+    }
+
+    #[test]
+    fn zero_settings_are_refused() {
+        let builder = || HttpTransport::builder(ResolverChain::new());
+        let error = builder()
+            .request_timeout(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert!(error.is_config());
+        assert!(error.to_string().contains("request timeout"), "{error}");
+        assert!(
+            builder()
+                .max_message_size(0)
+                .build()
+                .unwrap_err()
+                .is_config()
+        );
+        let error = builder()
+            .token(Secret::new("bad\ntoken"))
+            .build()
+            .unwrap_err();
+        assert!(error.is_config());
+        assert!(!error.to_string().contains("bad\ntoken"));
+    }
+
+    #[tokio::test]
+    async fn a_passed_deadline_is_not_delivered() {
+        let routes = crate::http::StaticResolver::new([("brain", "http://127.0.0.1:9")]).unwrap();
+        let transport = HttpTransport::builder(routes).build().unwrap();
+        let mut message = Message::request("brain", serde_json::json!(1));
+        message.set_deadline(Some(Instant::now()));
+        let error = tower::ServiceExt::oneshot(transport, message)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Timeout);
+        assert_eq!(error.class(), ErrorClass::NotDelivered);
+    }
+
+    #[tokio::test]
+    async fn messages_without_recipient_are_invalid() {
+        let transport = HttpTransport::builder(ResolverChain::new())
+            .build()
+            .unwrap();
+        let message = Message::new(crate::MessageType::Statement);
+        let error = tower::ServiceExt::oneshot(transport, message)
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), crate::ErrorKind::InvalidMessage);
+        assert_eq!(error.route(), Some(Route::Http));
+    }
+}

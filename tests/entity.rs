@@ -1,0 +1,306 @@
+//! Entities end to end: RabbitMQ first, HTTP as the fallback, on a real
+//! broker and real sockets.
+
+mod support;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stage7_transport::{Config, Entity, ErrorClass, Message, MessageType, Route};
+use support::proxy::{Mode, Proxy};
+use support::{amqp_url, host_port, require_broker, unique};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Handled message ids, and how many times each ran.
+#[derive(Clone, Default)]
+struct Ledger(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Ledger {
+    fn record(&self, id: &str) {
+        *self.0.lock().unwrap().entry(id.to_owned()).or_default() += 1;
+    }
+
+    fn runs(&self) -> HashMap<String, usize> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// An entity that answers requests with their content and records every
+/// message it handles.
+async fn echo(id: &str, config: Config, ledger: Ledger) -> Entity {
+    let handler = tower::service_fn(move |message: Message| {
+        ledger.record(message.id());
+        async move {
+            let content = message.content().cloned().unwrap_or_default();
+            Ok::<_, Infallible>(message.requires_sync().then(|| message.reply(content)))
+        }
+    });
+    Entity::builder("Echo", handler)
+        .id(id)
+        .config(config)
+        .shutdown_grace(Duration::from_secs(5))
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn caller(config: Config, routes: &[(&str, &str)]) -> Entity {
+    let mut builder = Entity::builder(
+        "Caller",
+        tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) }),
+    )
+    .id(unique("caller"))
+    .config(config);
+    for (recipient, url) in routes {
+        builder = builder.route(*recipient, *url);
+    }
+    builder.start().await.unwrap()
+}
+
+fn broker_config() -> Config {
+    Config::from_vars([("RABBITMQ_URL", amqp_url())]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_broker_up_calls_go_over_amqp() {
+    require_broker().await;
+    let ledger = Ledger::default();
+    let id = unique("echo");
+    let callee = echo(&id, broker_config(), ledger.clone()).await;
+    let caller = caller(broker_config(), &[(&id, callee.url())]).await;
+    assert!(callee.is_consuming());
+
+    let reply = caller
+        .call(Message::request(&id, json!("hi")))
+        .await
+        .unwrap();
+    assert_eq!(reply.route(), Route::Amqp);
+    let reply = reply.into_reply().unwrap();
+    assert_eq!(reply.content(), Some(&json!("hi")));
+    assert_eq!(reply.sender(), id);
+    let sent = caller
+        .send(Message::new(MessageType::Statement).with_recipient(&id))
+        .await
+        .unwrap();
+    assert_eq!(sent.route(), Route::Amqp);
+
+    caller.shutdown().await.unwrap();
+    callee.shutdown().await.unwrap();
+    assert_eq!(ledger.runs().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_broker_calls_use_http_from_the_first_and_move_to_amqp_when_it_appears() {
+    require_broker().await;
+    let upstream = amqp_url();
+    let proxy = Proxy::start(&host_port(&upstream)).await;
+    proxy.set(Mode::Refuse);
+    let config = Config::from_vars([("RABBITMQ_URL", proxy.amqp_url(&upstream))]).unwrap();
+    let ledger = Ledger::default();
+    let id = unique("echo");
+    let callee = echo(&id, config.clone(), ledger.clone()).await;
+    let caller = caller(config, &[(&id, callee.url())]).await;
+
+    let first = caller.call(Message::request(&id, json!(1))).await.unwrap();
+    assert_eq!(
+        first.route(),
+        Route::Http,
+        "the first call already succeeds, over HTTP"
+    );
+
+    proxy.set(Mode::Pass);
+    let mut routes = Vec::new();
+    for n in 0..2000 {
+        let delivery = caller.call(Message::request(&id, json!(n))).await.unwrap();
+        routes.push(delivery.route());
+        if delivery.route() == Route::Amqp {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        routes.last(),
+        Some(&Route::Amqp),
+        "calls move to AMQP once the broker answers"
+    );
+    assert!(
+        routes
+            .iter()
+            .all(|r| matches!(r, Route::Http | Route::Amqp))
+    );
+    caller.shutdown().await.unwrap();
+    callee.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_http_peer_does_not_matter_while_amqp_serves() {
+    require_broker().await;
+    let ledger = Ledger::default();
+    let id = unique("echo");
+    let callee = echo(&id, broker_config(), ledger.clone()).await;
+    let dead = "http://127.0.0.1:1";
+    let caller = caller(broker_config(), &[(&id, dead)]).await;
+    for n in 0..20 {
+        let delivery = caller.call(Message::request(&id, json!(n))).await.unwrap();
+        assert_eq!(delivery.route(), Route::Amqp);
+    }
+    caller.shutdown().await.unwrap();
+    callee.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_both_paths_down_the_error_says_so_and_nothing_runs() {
+    require_broker().await;
+    let nobody = unique("nobody");
+    let caller = caller(broker_config(), &[(&nobody, "http://127.0.0.1:1")]).await;
+    let error = caller
+        .call(Message::request(&nobody, json!(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), ErrorClass::NotDelivered, "{error}");
+    assert_eq!(error.route(), Some(Route::Http));
+    let primary = error.fallback_from().expect("the AMQP failure is kept");
+    assert_eq!(primary.route(), Some(Route::Amqp));
+    let text = error.to_string();
+    assert!(text.contains(&nobody), "{text}");
+    caller.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_under_load_loses_nothing_acknowledged() {
+    require_broker().await;
+    let ledger = Ledger::default();
+    let id = unique("worker");
+    let slow = {
+        let ledger = ledger.clone();
+        tower::service_fn(move |message: Message| {
+            let ledger = ledger.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                ledger.record(message.id());
+                Ok::<_, Infallible>(None)
+            }
+        })
+    };
+    let first = Entity::builder("Worker", slow.clone())
+        .id(&id)
+        .config(broker_config())
+        .shutdown_grace(Duration::from_secs(10))
+        .start()
+        .await
+        .unwrap();
+    let caller = caller(broker_config(), &[]).await;
+
+    let mut accepted = Vec::new();
+    for n in 0..300 {
+        let event = Message::new(MessageType::Statement)
+            .with_recipient(&id)
+            .with_content(json!(n));
+        let event_id = event.id().to_owned();
+        caller.send(event).await.unwrap();
+        accepted.push(event_id);
+        if n == 100 {
+            first.shutdown().await.unwrap();
+        }
+    }
+    let second = Entity::builder("Worker", slow)
+        .id(&id)
+        .config(broker_config())
+        .start()
+        .await
+        .unwrap();
+    for _ in 0..1000 {
+        if accepted.iter().all(|id| ledger.runs().contains_key(id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let runs = ledger.runs();
+    let lost = accepted.iter().filter(|id| !runs.contains_key(*id)).count();
+    assert_eq!(lost, 0, "every message the broker acknowledged was handled");
+    assert!(runs.values().all(|n| *n == 1), "and none twice");
+    second.shutdown().await.unwrap();
+    caller.shutdown().await.unwrap();
+}
+
+/// A tiny PostOffice: refuses the first registration, accepts the next.
+async fn postoffice() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (registered, received) = tokio::sync::mpsc::unbounded_channel();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let (registered, attempts) = (registered.clone(), attempts.clone());
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let n = socket.read(&mut buffer).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() < length {
+                        continue;
+                    }
+                    assert!(head.starts_with("POST /registerComponent "), "{head}");
+                    let status = if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                        "503 Service Unavailable"
+                    } else {
+                        registered
+                            .send(serde_json::from_str(body).unwrap())
+                            .unwrap();
+                        "200 OK"
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                    return;
+                }
+            });
+        }
+    });
+    (url, received)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_with_the_postoffice_retrying_until_it_answers() {
+    let (url, mut registered) = postoffice().await;
+    let config = Config::from_vars([
+        ("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f"),
+        ("POSTOFFICE_URL", url.as_str()),
+    ])
+    .unwrap();
+    let entity = echo("echo-registering", config, Ledger::default()).await;
+    let body = tokio::time::timeout(Duration::from_secs(30), registered.recv())
+        .await
+        .expect("registered after a refusal")
+        .unwrap();
+    assert_eq!(
+        body,
+        json!({"id": "echo-registering", "type": "Echo", "url": entity.url()})
+    );
+    entity.shutdown().await.unwrap();
+}

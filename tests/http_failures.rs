@@ -1,0 +1,311 @@
+//! How `HttpTransport` classifies a failing peer, and how recipients are
+//! resolved — against real peers on 127.0.0.1.
+
+mod support;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use serde_json::json;
+use stage7_transport::http::{PostOfficeResolver, ResolverChain, StaticResolver};
+use stage7_transport::layer::retry::RetryPolicy;
+use stage7_transport::{
+    BranchConfig, ErrorClass, ErrorKind, HttpServer, HttpTransport, Message, Route,
+    TransportBuilder,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use support::peer::{Peer, reply};
+
+fn to(url: String) -> HttpTransport {
+    let routes = StaticResolver::new([("peer", url)]).expect("a valid route");
+    HttpTransport::builder(routes)
+        .request_timeout(Duration::from_millis(300))
+        .build()
+        .expect("a valid transport")
+}
+
+fn call() -> Message {
+    Message::request("peer", json!({"q": 1}))
+}
+
+/// Reads one request's head from a raw connection.
+async fn read_head(stream: &mut tokio::net::TcpStream) {
+    let mut seen = Vec::new();
+    let mut buffer = [0; 1024];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_is_down_is_not_delivered() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let error = to(format!("http://{addr}"))
+        .oneshot(call())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::Unavailable, ErrorClass::NotDelivered)
+    );
+    assert_eq!(error.route(), Some(Route::Http));
+    assert!(error.to_string().contains("request not sent"), "{error}");
+}
+
+#[tokio::test]
+async fn a_slow_peer_times_out_as_unknown_outcome() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        read_head(&mut stream).await;
+        std::future::pending::<()>().await;
+    });
+    let error = to(format!("http://{addr}"))
+        .oneshot(call())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::Timeout, ErrorClass::UnknownOutcome)
+    );
+    assert_eq!(error.route(), Some(Route::Http));
+    silent.abort();
+}
+
+#[tokio::test]
+async fn a_peer_closing_after_the_request_is_an_unknown_outcome() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        read_head(&mut stream).await;
+        let _ = stream.shutdown().await;
+    });
+    let error = to(format!("http://{addr}"))
+        .oneshot(call())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::ConnectionLost, ErrorClass::UnknownOutcome)
+    );
+    assert!(
+        error.to_string().contains("after the request was sent"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_503_from_our_endpoint_is_not_delivered() {
+    let peer = Peer::start(|_| {
+        let mut response = reply(
+            503,
+            r#"{"error":"too many requests in progress","kind":"overloaded"}"#,
+        );
+        response
+            .headers_mut()
+            .insert("retry-after", "2".parse().unwrap());
+        response
+    })
+    .await;
+    let error = to(peer.url()).oneshot(call()).await.unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::Overloaded, ErrorClass::NotDelivered)
+    );
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(2)));
+    assert_eq!(
+        error.detail(),
+        "peer replied: too many requests in progress"
+    );
+
+    // A 503 without our error body may come from a proxy that forwarded it.
+    let proxy = Peer::start(|_| reply(503, "<html>Service Unavailable</html>")).await;
+    let error = to(proxy.url()).oneshot(call()).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::UnknownOutcome);
+}
+
+#[tokio::test]
+async fn a_429_is_not_delivered_with_retry_after() {
+    let peer = Peer::start(|_| {
+        let mut response = reply(429, "slow down");
+        response
+            .headers_mut()
+            .insert("retry-after", "3".parse().unwrap());
+        response
+    })
+    .await;
+    let error = to(peer.url()).oneshot(call()).await.unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::Overloaded, ErrorClass::NotDelivered)
+    );
+    assert_eq!(error.retry_after(), Some(Duration::from_secs(3)));
+}
+
+#[tokio::test]
+async fn a_400_is_rejected_and_not_retried_by_the_stack() {
+    let stack = |url: String| {
+        TransportBuilder::new(to(url))
+            .primary_config(BranchConfig::new(Route::Http))
+            .retry(
+                RetryPolicy::builder()
+                    .max_retries(2)
+                    .min_delay(Duration::from_millis(1)),
+            )
+            .build()
+            .unwrap()
+    };
+    let bad = Peer::start(|_| {
+        reply(
+            400,
+            r#"{"error":"field `content`: expected a mission","kind":"invalid_message"}"#,
+        )
+    })
+    .await;
+    let error = stack(bad.url()).oneshot(call()).await.unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::InvalidMessage, ErrorClass::Rejected)
+    );
+    assert_eq!(
+        error.detail(),
+        "peer replied: field `content`: expected a mission"
+    );
+    assert_eq!(bad.requests(), 1, "a rejection is never retried");
+
+    // The same stack does retry what may succeed: a 502 is an unknown outcome.
+    let flaky = Peer::start(|_| reply(502, "")).await;
+    let error = stack(flaky.url()).oneshot(call()).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::UnknownOutcome);
+    assert_eq!(flaky.requests(), 3);
+}
+
+#[tokio::test]
+async fn an_unknown_recipient_is_not_delivered_and_named() {
+    let transport =
+        HttpTransport::builder(StaticResolver::new([("brain", "http://127.0.0.1:9")]).unwrap())
+            .build()
+            .unwrap();
+    let error = transport
+        .oneshot(Message::request("librarian-7", json!(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::NoRoute, ErrorClass::NotDelivered)
+    );
+    assert!(error.to_string().contains("`librarian-7`"), "{error}");
+    assert_eq!(error.route(), Some(Route::Http));
+}
+
+#[tokio::test]
+async fn the_postoffice_resolves_ids_and_types_and_is_cached() {
+    let echo =
+        tower::service_fn(
+            |m: Message| async move { Ok::<_, Infallible>(Some(m.reply(json!("pong")))) },
+        );
+    let brain = HttpServer::new().bind("127.0.0.1:0", echo).await.unwrap();
+    let url = format!("http://{}", brain.local_addr());
+    let registry =
+        json!({"components": [{"id": "brain-1", "type": "Brain", "url": url}]}).to_string();
+    let postoffice =
+        Peer::start(
+            move |(head, _)| match head.uri.path_and_query().map(|p| p.as_str()) {
+                Some("/requestComponent?id=brain-1" | "/requestComponent?type=Brain") => {
+                    reply(200, &registry)
+                }
+                _ => reply(200, r#"{"components":[]}"#),
+            },
+        )
+        .await;
+    let resolver = PostOfficeResolver::new(&postoffice.url()).unwrap();
+    let transport = HttpTransport::builder(resolver).build().unwrap();
+
+    let delivery = transport
+        .clone()
+        .oneshot(Message::request("brain-1", json!(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        delivery.reply().and_then(Message::content),
+        Some(&json!("pong"))
+    );
+    assert_eq!(postoffice.requests(), 1, "found by id");
+    transport
+        .clone()
+        .oneshot(Message::request("brain-1", json!(2)))
+        .await
+        .unwrap();
+    assert_eq!(postoffice.requests(), 1, "the answer is cached");
+
+    transport
+        .clone()
+        .oneshot(Message::request("Brain", json!(3)))
+        .await
+        .unwrap();
+    assert_eq!(postoffice.requests(), 3, "by id, then by type");
+
+    let error = transport
+        .oneshot(Message::request("nobody", json!(4)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::NoRoute, ErrorClass::NotDelivered)
+    );
+    assert!(error.to_string().contains("`nobody`"), "{error}");
+}
+
+#[tokio::test]
+async fn a_postoffice_that_is_down_or_confused_is_not_delivered() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let down = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let transport = HttpTransport::builder(PostOfficeResolver::new(&down).unwrap())
+        .build()
+        .unwrap();
+    let error = transport.oneshot(call()).await.unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::Unavailable, ErrorClass::NotDelivered)
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("cannot resolve `peer` at the PostOffice"),
+        "{error}"
+    );
+
+    let confused = Peer::start(|_| reply(200, r#"{"services": []}"#)).await;
+    let transport = HttpTransport::builder(PostOfficeResolver::new(&confused.url()).unwrap())
+        .build()
+        .unwrap();
+    let error = transport.oneshot(call()).await.unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::Protocol, ErrorClass::NotDelivered)
+    );
+
+    // Behind a static table in a chain, the PostOffice being down says more
+    // than the table not knowing the name.
+    let chain = ResolverChain::new()
+        .or(StaticResolver::default())
+        .or(PostOfficeResolver::new(&down).unwrap());
+    let error = HttpTransport::builder(chain)
+        .build()
+        .unwrap()
+        .oneshot(call())
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unavailable);
+}
