@@ -366,7 +366,7 @@ impl EntityBuilder {
     pub async fn start(self) -> Result<Entity> {
         let config = self.config;
         let id = self.id.unwrap_or_else(|| {
-            let random = uuid::Uuid::now_v7().simple().to_string();
+            let random = crate::message::new_id();
             format!(
                 "{}-{}",
                 self.component_type.to_lowercase(),

@@ -25,7 +25,6 @@
 //! ```
 
 use std::fmt;
-use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -175,9 +174,23 @@ struct Fields {
     extra: Map<String, Value>,
 }
 
-/// A fresh message id: a UUID v7, so ids sort by creation time.
+/// A fresh message id: a UUID v7, so ids sort by creation time (to the
+/// millisecond). The random part comes from a thread-local generator rather
+/// than the operating system: ids must be unique, not secret, and a system
+/// call per message shows on the hot path.
 pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    let millis = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    let mut random = [0u8; 10];
+    random[..8].copy_from_slice(&fastrand::u64(..).to_le_bytes());
+    random[8..].copy_from_slice(&fastrand::u16(..).to_le_bytes());
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    id.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
 }
 
 /// The current time as ISO-8601 with milliseconds, as Stage7 stamps messages.
@@ -661,25 +674,20 @@ impl Codec {
         self.max_size
     }
 
-    /// Encodes `message`, stopping as soon as the output passes the limit.
+    /// Encodes `message`, refusing the result if it passes the limit.
     ///
     /// # Errors
     ///
     /// [`TooLarge`](crate::ErrorKind::TooLarge) past the limit.
     pub fn encode(&self, message: &Message) -> Result<Bytes> {
-        let mut writer = LimitedWriter {
-            buf: Vec::with_capacity(256),
-            limit: self.max_size,
-            overflowed: false,
-        };
-        match serde_json::to_writer(&mut writer, message) {
-            Ok(()) => Ok(Bytes::from(writer.buf)),
-            Err(_) if writer.overflowed => {
-                Err(Error::too_large(writer.buf.len() + 1, self.max_size)
-                    .with_source(io::Error::other("encoding stopped at the limit")))
-            }
-            Err(e) => Err(Error::invalid(format!("message cannot be encoded: {e}")).with_source(e)),
+        let mut buf = Vec::with_capacity(256);
+        serde_json::to_writer(&mut buf, message).map_err(|e| {
+            Error::invalid(format!("message cannot be encoded: {e}")).with_source(e)
+        })?;
+        if buf.len() > self.max_size {
+            return Err(Error::too_large(buf.len(), self.max_size));
         }
+        Ok(Bytes::from(buf))
     }
 
     /// Decodes a message from JSON.
@@ -706,27 +714,6 @@ impl Codec {
                 Ok(_) => Error::invalid(format!("invalid message: {error}")).with_source(error),
             }
         })
-    }
-}
-
-struct LimitedWriter {
-    buf: Vec<u8>,
-    limit: usize,
-    overflowed: bool,
-}
-
-impl io::Write for LimitedWriter {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        if self.buf.len() + data.len() > self.limit {
-            self.overflowed = true;
-            return Err(io::Error::other("message size limit"));
-        }
-        self.buf.extend_from_slice(data);
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -95,7 +95,7 @@ pub(crate) async fn require_broker() {
 
 /// A name no other test or earlier run uses.
 pub(crate) fn unique(prefix: &str) -> String {
-    let id = uuid::Uuid::now_v7().simple().to_string();
+    let id = stage7_transport::message::new_id();
     format!("{prefix}-{}", &id[id.len() - 12..])
 }
 

@@ -59,18 +59,28 @@ pub(crate) struct Cache {
     entries: Mutex<Entries>,
 }
 
-#[derive(Debug, Default)]
+/// Ids are held once, shared by the map and the eviction order; the map
+/// hashes with foldhash (ids are hashed on every delivery).
+#[derive(Debug)]
 struct Entries {
-    cells: HashMap<String, Cell>,
-    order: VecDeque<(String, Instant)>,
+    cells: HashMap<Arc<str>, Cell, foldhash::fast::RandomState>,
+    order: VecDeque<(Arc<str>, Instant)>,
 }
+
+/// Room made up front, so a busy receiver does not rehash under the lock
+/// while its memory fills.
+const INITIAL_ROOM: usize = 4096;
 
 impl Cache {
     pub(crate) fn new(capacity: usize, ttl: Duration) -> Self {
+        let room = capacity.min(INITIAL_ROOM);
         Self {
             capacity,
             ttl,
-            entries: Mutex::default(),
+            entries: Mutex::new(Entries {
+                cells: HashMap::with_capacity_and_hasher(room, Default::default()),
+                order: VecDeque::with_capacity(room),
+            }),
         }
     }
 
@@ -82,18 +92,19 @@ impl Cache {
             return cell.clone();
         }
         let now = Instant::now();
-        while let Some((oldest, at)) = entries.order.front() {
+        while let Some((_, at)) = entries.order.front() {
             if entries.order.len() < self.capacity && now.saturating_duration_since(*at) < self.ttl
             {
                 break;
             }
-            let oldest = oldest.clone();
-            entries.cells.remove(&oldest);
-            entries.order.pop_front();
+            if let Some((oldest, _)) = entries.order.pop_front() {
+                entries.cells.remove(&oldest);
+            }
         }
         let cell = Cell::default();
-        entries.cells.insert(id.to_owned(), cell.clone());
-        entries.order.push_back((id.to_owned(), now));
+        let id: Arc<str> = id.into();
+        entries.cells.insert(id.clone(), cell.clone());
+        entries.order.push_back((id, now));
         cell
     }
 

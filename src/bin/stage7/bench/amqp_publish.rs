@@ -7,7 +7,8 @@
 //!
 //! Both publish the same message to their own durable queue (capped at
 //! 10 000 messages, oldest dropped, so the broker does the same work for
-//! both).
+//! both). The baseline sends the message's bytes encoded once; ours gets a
+//! copy of a template message with a fresh id and encodes it, as it must.
 
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
@@ -21,7 +22,7 @@ use tower::ServiceExt;
 
 use super::Options;
 use super::amqp_rpc::{name, url};
-use super::harness::{Comparison, Side, compare};
+use super::harness::{Comparison, Side, compare, fresh};
 
 async fn capped_queue(channel: &Channel, recipient: &str) -> Result<(), String> {
     let mut arguments = FieldTable::default();
@@ -124,9 +125,9 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
                 }
             }),
             Side::new("transport", {
-                let (transport, target) = (transport.clone(), our_target.clone());
+                let (transport, template) = (transport.clone(), event(&our_target));
                 move |_| {
-                    let call = transport.clone().oneshot(event(&target));
+                    let call = transport.clone().oneshot(fresh(&template));
                     async move { call.await.map(drop).map_err(|e| e.to_string()) }
                 }
             }),

@@ -8,7 +8,9 @@
 //!   [`AmqpTransport::subscribe`] (decode, de-duplication, handler, reply).
 //! * `stack`: the full stack over the same transport.
 //!
-//! Same broker, same payload, interleaved rounds.
+//! Same broker, same payload, interleaved rounds. The baseline sends the
+//! request's bytes encoded once; ours gets a copy of a template message with
+//! a fresh id and encodes it, as it must.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -31,7 +33,7 @@ use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 use super::Options;
-use super::harness::{Comparison, Side, compare};
+use super::harness::{Comparison, Side, compare, fresh};
 
 pub(crate) fn url() -> String {
     std::env::var("RABBITMQ_URL")
@@ -39,10 +41,7 @@ pub(crate) fn url() -> String {
 }
 
 pub(crate) fn name(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &uuid::Uuid::now_v7().simple().to_string()[20..]
-    )
+    format!("{prefix}-{}", &stage7_transport::message::new_id()[24..])
 }
 
 pub(crate) async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
@@ -260,20 +259,16 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
                 }
             }),
             Side::new("transport", {
-                let (transport, entity) = (transport.clone(), entity.clone());
+                let (transport, template) = (transport.clone(), template.clone());
                 move |_| {
-                    let call = transport
-                        .clone()
-                        .oneshot(Message::request(&entity, payload()).with_sender("bench"));
+                    let call = transport.clone().oneshot(fresh(&template));
                     async move { call.await.map(drop).map_err(|e| e.to_string()) }
                 }
             }),
             Side::new("stack", {
-                let (stack, entity) = (stack.clone(), entity.clone());
+                let (stack, template) = (stack.clone(), template.clone());
                 move |_| {
-                    let call = stack
-                        .clone()
-                        .oneshot(Message::request(&entity, payload()).with_sender("bench"));
+                    let call = stack.clone().oneshot(fresh(&template));
                     async move { call.await.map(drop).map_err(|e| e.to_string()) }
                 }
             }),

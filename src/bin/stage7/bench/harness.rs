@@ -3,11 +3,12 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::json;
+use stage7_transport::Message;
 
 /// Latencies are recorded in nanoseconds, up to a minute.
 fn histogram() -> Histogram<u64> {
@@ -224,4 +225,14 @@ fn round2(x: f64) -> f64 {
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// `template` with a fresh id, so the endpoint's de-duplication never
+/// answers from its cache. Cloning a template rather than building a new
+/// message keeps id generation (a UUID) out of the measurement: it is the
+/// caller's cost, not the transport's.
+pub(crate) fn fresh(template: &Message) -> Message {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    template.clone().with_id(format!("bench-{id}"))
 }

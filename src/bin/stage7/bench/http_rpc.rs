@@ -15,7 +15,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,17 +29,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use stage7_transport::http::StaticResolver;
-use stage7_transport::layer::dedup::{DEFAULT_TTL, DedupLayer};
 use stage7_transport::{BranchConfig, HttpServer, HttpTransport, Message, Route, TransportBuilder};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use super::Options;
-use super::harness::{Comparison, Side, compare};
+use super::harness::{Comparison, Side, compare, fresh};
 
 const SCENARIO: &str = "http-rpc";
-/// Ids the bench endpoint remembers: fewer than one warm-up sends.
-const DEDUP_WINDOW: usize = 512;
 
 /// A bare hyper server answering every request with its own body.
 async fn bare_server() -> Result<SocketAddr, String> {
@@ -71,16 +67,6 @@ fn bare_client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-/// `template` with a fresh id, so the endpoint's de-duplication never
-/// answers from its cache. Cloning a template rather than building a new
-/// message keeps id generation (a UUID) out of the measurement: it is the
-/// caller's cost, not the transport's.
-fn fresh(template: &Message) -> Message {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    template.clone().with_id(format!("bench-{id}"))
-}
-
 pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     let template = Message::request("echo", json!({"text": "the quick brown fox", "n": 42}))
         .with_sender("bench");
@@ -92,7 +78,6 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     // Like the bare server, the handler answers with what it received.
     let echo = tower::service_fn(|m: Message| async move { Ok::<_, Infallible>(Some(m)) });
     let server = HttpServer::new()
-        .dedup(DedupLayer::with_limits(DEDUP_WINDOW, DEFAULT_TTL))
         .bind("127.0.0.1:0", echo)
         .await
         .map_err(|e| e.to_string())?;
