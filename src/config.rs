@@ -209,12 +209,12 @@ impl Config {
                 )
             }
         });
-        let scheme_ok = ["amqp://", "amqps://"]
+        let scheme_ok = ["amqp://"]
             .iter()
             .any(|scheme| rabbitmq_url.expose().starts_with(scheme));
         if !scheme_ok {
             return Err(Error::config(format!(
-                "RABBITMQ_URL must start with amqp:// or amqps://, got {}",
+                "RABBITMQ_URL must start with amqp:// (amqps:// is not supported by this build), got {}",
                 redact_url(rabbitmq_url.expose())
             )));
         }
@@ -232,9 +232,17 @@ impl Config {
             .iter()
             .filter_map(|(name, value)| {
                 let prefix = name.strip_suffix("_URL")?;
-                let route = !KNOWN_URLS.contains(&name.as_str())
-                    && !prefix.is_empty()
-                    && value.starts_with("http");
+                let candidate = !KNOWN_URLS.contains(&name.as_str()) && !prefix.is_empty();
+                // Other programs' `*_URL` variables (https, databases,
+                // credentials in the URL) are not routes; they are skipped,
+                // never fatal.
+                let route = candidate && is_plain_http_base(value);
+                if candidate && !route {
+                    tracing::debug!(
+                        variable = name.as_str(),
+                        "not an HTTP route: needs http://host[:port] without credentials"
+                    );
+                }
                 route.then(|| {
                     (
                         prefix.to_ascii_lowercase(),
@@ -255,6 +263,14 @@ impl Config {
     }
 }
 
+/// An `http://` base without credentials in it.
+fn is_plain_http_base(value: &str) -> bool {
+    value.strip_prefix("http://").is_some_and(|rest| {
+        let authority = rest.split('/').next().unwrap_or_default();
+        !authority.is_empty() && !authority.contains('@')
+    })
+}
+
 fn number(value: Option<&str>, name: &str) -> Result<Option<u64>> {
     value
         .map(|v| {
@@ -269,13 +285,16 @@ fn number(value: Option<&str>, name: &str) -> Result<Option<u64>> {
         .transpose()
 }
 
-fn percent_encode(text: &str) -> String {
+/// `text` with everything but unreserved characters percent-encoded, for
+/// URL user info, paths and query values.
+pub(crate) fn percent_encode(text: &str) -> String {
+    use std::fmt::Write;
     let mut out = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(byte as char);
+            out.push(char::from(byte));
         } else {
-            out.push_str(&format!("%{byte:02X}"));
+            let _ = write!(out, "%{byte:02X}");
         }
     }
     out
@@ -285,7 +304,10 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("rabbitmq_url", &redact_url(self.rabbitmq_url.expose()))
-            .field("postoffice_url", &self.postoffice_url)
+            .field(
+                "postoffice_url",
+                &self.postoffice_url.as_deref().map(redact_url),
+            )
             .field("http_routes", &self.http_routes)
             .field("http_token", &self.http_token)
             .field("deadline", &self.deadline)
@@ -352,6 +374,24 @@ mod tests {
             "{error}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_plain_http_bases_become_routes() {
+        let config = Config::from_vars([
+            ("BRAIN_URL", "http://brain:5070"),
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("DATABASE_URL", "postgres://u:p@db/x"),
+            ("SECRET_URL", "http://user:pw@host"),
+        ])
+        .unwrap();
+        assert_eq!(config.http_routes.len(), 1);
+        assert_eq!(config.http_routes["brain"], "http://brain:5070");
+        let error = Config::from_vars([("RABBITMQ_URL", "amqps://h")]).unwrap_err();
+        assert!(
+            error.to_string().contains("amqps:// is not supported"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -395,7 +395,7 @@ impl EntityBuilder {
                 .dedup(dedup)
                 .work_queue(self.work_queue)
                 .prefetch(self.prefetch),
-        );
+        )?;
 
         let resolver = ResolverChain::new()
             .or(StaticResolver::new(self.routes)?)

@@ -65,6 +65,15 @@ impl ErrorClass {
     }
 }
 
+impl ErrorClass {
+    /// Parses [`as_str`](Self::as_str)'s output.
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::NotDelivered, Self::UnknownOutcome, Self::Rejected]
+            .into_iter()
+            .find(|class| class.as_str() == name)
+    }
+}
+
 impl fmt::Display for ErrorClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -75,85 +84,72 @@ impl fmt::Display for ErrorClass {
     }
 }
 
-/// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// No connection to the broker or peer: not yet connected, refused,
-    /// reconnecting, or the peer is shutting down.
-    Unavailable,
-    /// Nothing is bound to receive for the recipient (AMQP `NO_ROUTE`,
-    /// unknown recipient in the resolver, HTTP `404`).
-    NoRoute,
-    /// The broker or peer refused to take the message now: broker nack,
-    /// `429`, `503` from our own endpoint, connection blocked.
-    Overloaded,
-    /// A circuit breaker is open for the recipient; see
-    /// [`Error::circuit_key`] and [`Error::retry_after`].
-    CircuitOpen,
-    /// No answer within the attempt timeout or the call deadline.
-    Timeout,
-    /// The connection or channel was lost while the call was in flight.
-    ConnectionLost,
-    /// The receiving handler returned an error.
-    Handler,
-    /// The message is not a valid Stage7 message: malformed JSON, wrong field
-    /// types, missing fields, wrong content type.
-    InvalidMessage,
-    /// Missing or wrong credentials.
-    Unauthorized,
-    /// The encoded message exceeds the configured size limit.
-    TooLarge,
-    /// The peer answered in a way the protocol does not allow (unexpected
-    /// status, undecodable reply).
-    Protocol,
-    /// The transport or stack was configured with invalid settings.
-    Config,
-    /// The transport was shut down by its owner.
-    Closed,
+macro_rules! error_kinds {
+    ($($(#[$doc:meta])* $kind:ident => $name:literal,)*) => {
+        /// What happened.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorKind {
+            $($(#[$doc])* $kind,)*
+        }
+
+        impl ErrorKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &[ErrorKind] = &[$(Self::$kind,)*];
+
+            /// A short lowercase name, used in logs, metric labels and the
+            /// `kind` field of error replies.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$kind => $name,)*
+                }
+            }
+
+            /// Parses [`as_str`](Self::as_str)'s output, as received in error
+            /// replies from a peer.
+            pub fn parse(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(Self::$kind),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-impl ErrorKind {
-    /// A short lowercase name, used in logs, metric labels and the `kind`
-    /// field of HTTP error bodies.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Unavailable => "unavailable",
-            Self::NoRoute => "no_route",
-            Self::Overloaded => "overloaded",
-            Self::CircuitOpen => "circuit_open",
-            Self::Timeout => "timeout",
-            Self::ConnectionLost => "connection_lost",
-            Self::Handler => "handler",
-            Self::InvalidMessage => "invalid_message",
-            Self::Unauthorized => "unauthorized",
-            Self::TooLarge => "too_large",
-            Self::Protocol => "protocol",
-            Self::Config => "config",
-            Self::Closed => "closed",
-        }
-    }
-
-    /// Parses [`as_str`](Self::as_str)'s output, as received in error
-    /// replies from a peer.
-    pub fn parse(name: &str) -> Option<Self> {
-        Some(match name {
-            "unavailable" => Self::Unavailable,
-            "no_route" => Self::NoRoute,
-            "overloaded" => Self::Overloaded,
-            "circuit_open" => Self::CircuitOpen,
-            "timeout" => Self::Timeout,
-            "connection_lost" => Self::ConnectionLost,
-            "handler" => Self::Handler,
-            "invalid_message" => Self::InvalidMessage,
-            "unauthorized" => Self::Unauthorized,
-            "too_large" => Self::TooLarge,
-            "protocol" => Self::Protocol,
-            "config" => Self::Config,
-            "closed" => Self::Closed,
-            _ => return None,
-        })
-    }
+error_kinds! {
+    /// No connection to the broker or peer: not yet connected, refused,
+    /// reconnecting, or the peer is shutting down.
+    Unavailable => "unavailable",
+    /// Nothing is bound to receive for the recipient (AMQP `NO_ROUTE`,
+    /// unknown recipient in the resolver, HTTP `404`).
+    NoRoute => "no_route",
+    /// The broker or peer refused to take the message now: broker nack,
+    /// `429`, `503` from our own endpoint, connection blocked.
+    Overloaded => "overloaded",
+    /// A circuit breaker is open for the recipient; see
+    /// [`Error::circuit_key`] and [`Error::retry_after`].
+    CircuitOpen => "circuit_open",
+    /// No answer within the attempt timeout or the call deadline.
+    Timeout => "timeout",
+    /// The connection or channel was lost while the call was in flight.
+    ConnectionLost => "connection_lost",
+    /// The receiving handler returned an error.
+    Handler => "handler",
+    /// The message is not a valid Stage7 message: malformed JSON, wrong field
+    /// types, missing fields, wrong content type.
+    InvalidMessage => "invalid_message",
+    /// Missing or wrong credentials.
+    Unauthorized => "unauthorized",
+    /// The encoded message exceeds the configured size limit.
+    TooLarge => "too_large",
+    /// The peer answered in a way the protocol does not allow (unexpected
+    /// status, undecodable reply).
+    Protocol => "protocol",
+    /// The transport or stack was configured with invalid settings.
+    Config => "config",
+    /// The transport was shut down by its owner.
+    Closed => "closed",
 }
 
 impl ErrorKind {
@@ -247,6 +243,24 @@ impl Error {
 
     pub(crate) fn timeout(detail: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorKind::Timeout, ErrorClass::UnknownOutcome, detail)
+    }
+
+    /// The call deadline passed before the message was sent.
+    pub(crate) fn expired() -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            ErrorClass::NotDelivered,
+            "call deadline passed before the message was sent",
+        )
+    }
+
+    /// A handler answered a synchronous message with no reply.
+    pub(crate) fn no_reply() -> Self {
+        Self::new(
+            ErrorKind::Protocol,
+            ErrorClass::Rejected,
+            "the handler returned no reply to a synchronous message",
+        )
     }
 
     pub(crate) fn config(detail: impl Into<Cow<'static, str>>) -> Self {
@@ -418,16 +432,18 @@ impl Error {
 }
 
 /// The JSON body of an error reply, over HTTP and AMQP alike:
-/// `{"error": "...", "kind": "..."}`.
+/// `{"error": "...", "kind": "...", "class": "..."}`. `class` is ours: peers
+/// that send only `error` and `kind` are understood.
 ///
 /// ```
 /// use stage7_transport::{Error, ErrorBody, ErrorKind};
 ///
 /// let body = ErrorBody::from(&Error::rejected("no such mission"));
 /// let json = serde_json::to_string(&body).unwrap();
-/// assert_eq!(json, r#"{"error":"no such mission","kind":"handler"}"#);
+/// assert_eq!(json, r#"{"error":"no such mission","kind":"handler","class":"rejected"}"#);
 /// let back: ErrorBody = serde_json::from_str(&json).unwrap();
 /// assert_eq!(back.kind(), Some(ErrorKind::Handler));
+/// assert!(back.into_error().is_rejected());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ErrorBody {
@@ -436,6 +452,9 @@ pub struct ErrorBody {
     /// [`ErrorKind::as_str`], for programs.
     #[serde(default)]
     pub kind: String,
+    /// [`ErrorClass::as_str`]: what the sender may do next.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
 }
 
 impl ErrorBody {
@@ -444,16 +463,18 @@ impl ErrorBody {
         ErrorKind::parse(&self.kind)
     }
 
-    /// The error this reply reports, with the class its kind implies
-    /// ([`ErrorKind::remote_class`]); a reply without a known kind is a
-    /// rejected [`Handler`](ErrorKind::Handler) error.
+    /// The error this reply reports, with its class, or the class its kind
+    /// implies ([`ErrorKind::remote_class`]) when the peer sent none; a
+    /// reply without a known kind is a rejected
+    /// [`Handler`](ErrorKind::Handler) error.
     pub fn into_error(self) -> Error {
         let kind = self.kind().unwrap_or(ErrorKind::Handler);
-        Error::new(
-            kind,
-            kind.remote_class(),
-            format!("peer replied: {}", self.error),
-        )
+        let class = self
+            .class
+            .as_deref()
+            .and_then(ErrorClass::parse)
+            .unwrap_or(kind.remote_class());
+        Error::new(kind, class, format!("peer replied: {}", self.error))
     }
 }
 
@@ -462,6 +483,7 @@ impl From<&Error> for ErrorBody {
         Self {
             error: error.detail().to_owned(),
             kind: error.kind().as_str().to_owned(),
+            class: Some(error.class().as_str().to_owned()),
         }
     }
 }
@@ -566,24 +588,17 @@ mod tests {
     }
 
     #[test]
-    fn kind_names_round_trip() {
-        for kind in [
-            ErrorKind::Unavailable,
-            ErrorKind::NoRoute,
-            ErrorKind::Overloaded,
-            ErrorKind::CircuitOpen,
-            ErrorKind::Timeout,
-            ErrorKind::ConnectionLost,
-            ErrorKind::Handler,
-            ErrorKind::InvalidMessage,
-            ErrorKind::Unauthorized,
-            ErrorKind::TooLarge,
-            ErrorKind::Protocol,
-            ErrorKind::Config,
-            ErrorKind::Closed,
-        ] {
-            assert_eq!(ErrorKind::parse(kind.as_str()), Some(kind));
+    fn kind_and_class_names_round_trip() {
+        for kind in ErrorKind::ALL {
+            assert_eq!(ErrorKind::parse(kind.as_str()), Some(*kind));
         }
         assert_eq!(ErrorKind::parse("nonsense"), None);
+        for class in [
+            ErrorClass::NotDelivered,
+            ErrorClass::UnknownOutcome,
+            ErrorClass::Rejected,
+        ] {
+            assert_eq!(ErrorClass::parse(class.as_str()), Some(class));
+        }
     }
 }

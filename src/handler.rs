@@ -48,11 +48,19 @@ impl<H> Handler for H where
 {
 }
 
-/// Turns a handler's error into the crate [`Error`]: kept as is when it is
-/// one, otherwise a rejected [`Handler`](crate::ErrorKind::Handler) error
-/// carrying its text.
+/// Turns a handler's error into the crate [`Error`]: a crate error keeps its
+/// kind, anything else becomes a rejected [`Handler`](crate::ErrorKind::Handler)
+/// error carrying its text.
+///
+/// A crate error of class [`NotDelivered`](crate::ErrorClass::NotDelivered)
+/// — typically the handler's own downstream call failing — becomes
+/// [`UnknownOutcome`](crate::ErrorClass::UnknownOutcome): the message *was*
+/// delivered, to this handler, which may have acted before it failed.
 pub fn handler_error(error: impl Into<BoxError>) -> Error {
     match error.into().downcast::<Error>() {
+        Ok(error) if error.is_not_delivered() => {
+            error.with_class(crate::ErrorClass::UnknownOutcome)
+        }
         Ok(error) => *error,
         Err(other) => Error::rejected(format!("handler failed: {other}")).with_source(other),
     }
@@ -102,7 +110,8 @@ mod tests {
     #[test]
     fn crate_errors_keep_their_kind() {
         let error = handler_error(Error::not_delivered("busy"));
-        assert!(error.is_not_delivered());
+        assert_eq!(error.kind(), ErrorKind::Unavailable);
+        assert!(error.is_unknown_outcome(), "it reached the handler");
         let error = handler_error("disk full");
         assert_eq!(error.kind(), ErrorKind::Handler);
         assert!(error.is_rejected());

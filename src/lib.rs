@@ -55,7 +55,9 @@
 //! # Features
 //!
 //! * `cli` (default): the `stage7` binary's dependencies.
-//! * `rustls`: `amqps://` URLs.
+//!
+//! TLS (`amqps://`, `https://`) is not built in; run the broker and peers on
+//! a trusted network or behind a TLS-terminating proxy.
 //!
 //! # Minimum supported Rust version
 //!

@@ -250,12 +250,9 @@ impl MemoryTransport {
                     .map_err(|e| e.with_route(Route::Memory))?;
                 Ok(Delivery::new(Route::Memory, Some(reply)))
             }
-            Ok(None) => Err(Error::new(
-                ErrorKind::Protocol,
-                ErrorClass::Rejected,
-                format!("the handler for `{recipient}` returned no reply to a synchronous message"),
-            )
-            .with_route(Route::Memory)),
+            Ok(None) => Err(Error::no_reply()
+                .with_key(&recipient)
+                .with_route(Route::Memory)),
             Err(error) => Err(error.with_route(Route::Memory)),
         }
     }

@@ -381,8 +381,12 @@ impl Message {
         self
     }
 
-    /// Sets a field this crate does not name. Names of known fields are
-    /// refused with an error so they cannot be written twice.
+    /// Sets a field this crate does not name.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidMessage`](crate::ErrorKind::InvalidMessage) for the name of
+    /// a known field, which has its own setter and cannot be written twice.
     pub fn with_extra(mut self, name: impl Into<String>, value: Value) -> Result<Self> {
         let name = name.into();
         if KNOWN_FIELDS.contains(&name.as_str()) {
@@ -523,12 +527,37 @@ impl Serialize for Message {
 
 impl<'de> Deserialize<'de> for Message {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let fields = deserializer.deserialize_map(FieldsVisitor)?;
-        Ok(Self {
-            fields: Arc::new(fields),
+        Ok(deserializer
+            .deserialize_map(FieldsVisitor)?
+            .into_message(None))
+    }
+}
+
+/// Decoded fields, and whether the JSON carried an id.
+struct Decoded {
+    fields: Fields,
+    had_id: bool,
+}
+
+impl Decoded {
+    /// The message, with `fallback` or a fresh id when the JSON had none.
+    fn into_message(mut self, fallback: Option<&str>) -> Message {
+        if !self.had_id {
+            self.fields.id = fallback
+                .filter(|id| !id.is_empty())
+                .map_or_else(new_id, str::to_owned);
+        }
+        Message {
+            fields: Arc::new(self.fields),
             deadline: None,
             started: None,
-        })
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Decoded {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsVisitor)
     }
 }
 
@@ -567,13 +596,13 @@ fn strip_position(text: &str) -> &str {
 }
 
 impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields;
+    type Value = Decoded;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a message object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Fields, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Decoded, A::Error> {
         let mut id: Option<String> = None;
         let mut kind: Option<MessageType> = None;
         let mut sender: Option<String> = None;
@@ -615,15 +644,12 @@ impl<'de> Visitor<'de> for FieldsVisitor {
             return Err(de::Error::custom("field `type` must not be empty"));
         }
         let sender = sender.ok_or_else(|| de::Error::custom("missing field `sender`"))?;
-        let id = match id {
-            Some(id) if id.is_empty() => {
-                return Err(de::Error::custom("field `id` must not be empty"));
-            }
-            Some(id) => id,
-            None => new_id(),
-        };
-        Ok(Fields {
-            id,
+        if id.as_deref().is_some_and(str::is_empty) {
+            return Err(de::Error::custom("field `id` must not be empty"));
+        }
+        let had_id = id.is_some();
+        let fields = Fields {
+            id: id.unwrap_or_default(),
             kind,
             sender,
             recipient: recipient.flatten(),
@@ -635,7 +661,8 @@ impl<'de> Visitor<'de> for FieldsVisitor {
             visibility: visibility.flatten(),
             data,
             extra,
-        })
+        };
+        Ok(Decoded { fields, had_id })
     }
 }
 
@@ -698,22 +725,36 @@ impl Codec {
     /// [`InvalidMessage`](crate::ErrorKind::InvalidMessage) naming the
     /// problem (malformed JSON, not an object, a missing or mistyped field).
     pub fn decode(&self, bytes: &[u8]) -> Result<Message> {
+        self.decode_received(bytes, None)
+    }
+
+    /// Decodes a message that arrived with an id outside its body — the AMQP
+    /// `message_id`, HTTP's `X-Request-ID` — used when the JSON has none, so
+    /// a redelivered message keeps its id and is recognised as a repeat.
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Self::decode).
+    pub fn decode_received(&self, bytes: &[u8], transport_id: Option<&str>) -> Result<Message> {
         if bytes.len() > self.max_size {
             return Err(Error::too_large(bytes.len(), self.max_size));
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::invalid("invalid message: empty body"));
         }
-        serde_json::from_slice(bytes).map_err(|error| {
+        match serde_json::from_slice::<Decoded>(bytes) {
+            Ok(decoded) => Ok(decoded.into_message(transport_id)),
             // Field errors wrap the parser's, hiding a syntax error inside a
             // field; a second, message-blind parse tells them apart.
-            match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                Err(syntax) => {
-                    Error::invalid(format!("malformed JSON: {syntax}")).with_source(syntax)
-                }
-                Ok(_) => Error::invalid(format!("invalid message: {error}")).with_source(error),
-            }
-        })
+            Err(error) => Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                    Err(syntax) => {
+                        Error::invalid(format!("malformed JSON: {syntax}")).with_source(syntax)
+                    }
+                    Ok(_) => Error::invalid(format!("invalid message: {error}")).with_source(error),
+                },
+            ),
+        }
     }
 }
 
@@ -793,6 +834,21 @@ mod tests {
         let id = uuid::Uuid::parse_str(message.id()).unwrap();
         assert_eq!(id.get_version_num(), 7);
         assert_ne!(Message::new(MessageType::Load).id(), message.id());
+    }
+
+    #[test]
+    fn a_transport_id_stands_in_for_a_missing_one() {
+        let codec = Codec::default();
+        let body = br#"{"type":"statement","sender":"s"}"#;
+        assert_eq!(
+            codec.decode_received(body, Some("amqp-7")).unwrap().id(),
+            "amqp-7"
+        );
+        let with_id = br#"{"id":"json-1","type":"statement","sender":"s"}"#;
+        assert_eq!(
+            codec.decode_received(with_id, Some("amqp-7")).unwrap().id(),
+            "json-1"
+        );
     }
 
     #[test]

@@ -41,7 +41,8 @@ async fn echo_entity(
         }
     });
     let subscriber = transport
-        .subscribe(Subscription::new(id, "Echo", handler).expires(Duration::from_secs(60)));
+        .subscribe(Subscription::new(id, "Echo", handler).expires(Duration::from_secs(60)))
+        .unwrap();
     subscriber.ready().await;
     subscriber
 }
@@ -232,7 +233,8 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_consumer_keeps_
         }
     });
     let _entity = transport
-        .subscribe(Subscription::new(&id, "Echo", failing).expires(Duration::from_secs(60)));
+        .subscribe(Subscription::new(&id, "Echo", failing).expires(Duration::from_secs(60)))
+        .unwrap();
     _entity.ready().await;
 
     let (_connection, channel) = raw_channel().await;
@@ -356,7 +358,8 @@ async fn a_handler_error_comes_back_to_the_caller_as_rejected() {
     let grumpy =
         tower::service_fn(|_: Message| async { Err::<Option<Message>, _>("no such mission") });
     let entity = transport
-        .subscribe(Subscription::new(&id, "Grumpy", grumpy).expires(Duration::from_secs(60)));
+        .subscribe(Subscription::new(&id, "Grumpy", grumpy).expires(Duration::from_secs(60)))
+        .unwrap();
     entity.ready().await;
     let error = transport
         .oneshot(Message::request(&id, json!({})))
@@ -379,7 +382,8 @@ async fn a_duplicate_id_runs_the_handler_once() {
         async move { Ok::<_, Infallible>(Some(message.reply(json!("done")))) }
     });
     let entity = transport
-        .subscribe(Subscription::new(&id, "Counter", counter).expires(Duration::from_secs(60)));
+        .subscribe(Subscription::new(&id, "Counter", counter).expires(Duration::from_secs(60)))
+        .unwrap();
     entity.ready().await;
 
     let event = Message::new(MessageType::Statement).with_recipient(&id);

@@ -112,8 +112,9 @@ async fn forced_close_mid_load_fails_pending_calls_fast_and_recovers() {
         let content = message.content().cloned().unwrap_or_default();
         Ok::<_, Infallible>(Some(message.reply(content)))
     });
-    let entity =
-        transport.subscribe(Subscription::new(&id, "Echo", echo).expires(Duration::from_secs(60)));
+    let entity = transport
+        .subscribe(Subscription::new(&id, "Echo", echo).expires(Duration::from_secs(60)))
+        .unwrap();
     entity.ready().await;
     let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
         .await

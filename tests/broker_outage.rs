@@ -45,8 +45,9 @@ async fn calls_fail_fast_while_the_broker_is_down_and_the_transport_comes_back()
         let content = m.content().cloned().unwrap_or_default();
         Ok::<_, Infallible>(Some(m.reply(content)))
     });
-    let entity =
-        transport.subscribe(Subscription::new(&id, "Echo", echo).expires(Duration::from_secs(120)));
+    let entity = transport
+        .subscribe(Subscription::new(&id, "Echo", echo).expires(Duration::from_secs(120)))
+        .unwrap();
     entity.ready().await;
     transport
         .clone()

@@ -341,7 +341,10 @@ async fn healthy_and_ready_report_the_endpoint_state() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["retry-after"], "1");
     let body: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(body, json!({"error": "not ready", "kind": "unavailable"}));
+    assert_eq!(
+        body,
+        json!({"error": "not ready", "kind": "unavailable", "class": "not_delivered"})
+    );
 }
 
 #[tokio::test]

@@ -144,6 +144,11 @@ impl Builder {
             .expose()
             .parse()
             .map_err(|e| Error::config(format!("invalid RabbitMQ URL {redacted}: {e}")))?;
+        if uri.scheme == lapin::uri::AMQPScheme::AMQPS {
+            return Err(Error::config(format!(
+                "{redacted}: amqps:// needs TLS, which this build does not include"
+            )));
+        }
         if self.window == 0 {
             return Err(Error::config(
                 "the AMQP window must allow at least one call",

@@ -18,13 +18,13 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use super::Owner;
-use super::publisher::confirmed;
+use super::publisher::{Settle, confirmed};
 use super::supervisor::{Link, Shared, pause};
 use super::topology::{
     BROADCAST, DEAD_LETTER_EXCHANGE, ERROR_HEADER, REASON_HEADER, declare_queue, queue_name,
     routing_key,
 };
-use crate::error::{Error, ErrorBody, ErrorClass, ErrorKind};
+use crate::error::{Error, ErrorBody};
 use crate::handler::{BoxHandler, Handler};
 use crate::layer::dedup::{Dedup, DedupLayer};
 use crate::message::{Codec, Message};
@@ -56,7 +56,7 @@ const RETRY_SETUP: Duration = Duration::from_secs(1);
 ///     let content = m.content().cloned().unwrap_or_default();
 ///     Ok::<_, Infallible>(Some(m.reply(content)))
 /// });
-/// let consumer = transport.subscribe(Subscription::new("echo-1", "Echo", echo));
+/// let consumer = transport.subscribe(Subscription::new("echo-1", "Echo", echo))?;
 /// consumer.ready().await;
 /// # Ok(())
 /// # }
@@ -100,6 +100,11 @@ impl Subscription {
     /// Share messages for the component type with other instances through
     /// one work queue instead of each receiving them. Default off (the
     /// seed's layout).
+    ///
+    /// De-duplication is per instance: a retry or a fallback of a message
+    /// sent to the type can reach another instance, which runs it again.
+    /// Use work queues for idempotent handlers, or have senders to the type
+    /// turn off [`receivers_deduplicate`](crate::TransportBuilder::receivers_deduplicate).
     pub fn work_queue(mut self, shared: bool) -> Self {
         self.work_queue = shared;
         self
@@ -185,7 +190,16 @@ pub(crate) fn start(
     shared: Arc<Shared>,
     owner: Arc<Owner>,
     subscription: Subscription,
-) -> Subscriber {
+) -> crate::error::Result<Subscriber> {
+    for (queue, keys) in subscription.queues() {
+        for name in std::iter::once(&queue).chain(&keys) {
+            if ShortString::try_new(name.as_str()).is_err() {
+                return Err(Error::config(format!(
+                    "`{name}` is longer than the 255 bytes AMQP allows for queue names and routing keys"
+                )));
+            }
+        }
+    }
     let queue = subscription.queue();
     let (consuming_tx, consuming) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(None);
@@ -193,12 +207,12 @@ pub(crate) fn start(
         run(shared, subscription, consuming_tx, stop_rx).await;
         drop(owner);
     });
-    Subscriber {
+    Ok(Subscriber {
         queue,
         consuming,
         stop,
         task,
-    }
+    })
 }
 
 type Handling = Dedup<BoxHandler>;
@@ -221,7 +235,7 @@ async fn run(
                 Ok(link) => link.clone(),
                 Err(_) => break Duration::ZERO,
             },
-            _ = stop.changed() => break stop.borrow().unwrap_or_default(),
+            Some(grace) = stopped(&mut stop) => break grace,
             _ = closing.changed() => break Duration::ZERO,
         };
         let Some(link) = link else { continue };
@@ -332,9 +346,15 @@ async fn consume(
     stop: &mut watch::Receiver<Option<Duration>>,
 ) -> Option<Duration> {
     let codec = shared.settings.codec;
+    let mut first = 0;
     loop {
+        // Start with a different queue each time, so a busy own queue cannot
+        // starve the shared work queue.
+        first = (first + 1) % consumers.len().max(1);
         let next = std::future::poll_fn(|cx| {
-            for consumer in &mut consumers {
+            let count = consumers.len();
+            for offset in 0..count {
+                let consumer = &mut consumers[(first + offset) % count];
                 if let std::task::Poll::Ready(item) = consumer.as_mut().poll_next(cx) {
                     return std::task::Poll::Ready(item);
                 }
@@ -355,8 +375,17 @@ async fn consume(
             },
             Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             _ = links.changed() => return None,
-            _ = stop.changed() => return Some(stop.borrow().unwrap_or_default()),
+            Some(grace) = stopped(stop) => return Some(grace),
         }
+    }
+}
+
+/// Resolves with the grace when [`Subscriber::shutdown`] asks for a stop;
+/// never resolves once the subscriber is dropped (consuming goes on).
+async fn stopped(stop: &mut watch::Receiver<Option<Duration>>) -> Option<Duration> {
+    match stop.changed().await {
+        Ok(()) => Some(stop.borrow().unwrap_or_default()),
+        Err(_) => std::future::pending().await,
     }
 }
 
@@ -378,11 +407,7 @@ async fn handle(delivery: AmqpDelivery, channel: Channel, handler: Handling, cod
         let answer = match &result {
             Ok(Some(reply)) => Ok(reply),
             Ok(None) => {
-                missing = Error::new(
-                    ErrorKind::Protocol,
-                    ErrorClass::Rejected,
-                    "the handler returned no reply to a synchronous message",
-                );
+                missing = Error::no_reply();
                 Err(&missing)
             }
             Err(error) => Err(error),
@@ -422,7 +447,12 @@ fn decode(delivery: &AmqpDelivery, codec: Codec) -> Result<Message, Error> {
             )));
         }
     }
-    codec.decode(&delivery.data)
+    let transport_id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(ShortString::as_str);
+    codec.decode_received(&delivery.data, transport_id)
 }
 
 async fn send_reply(
@@ -446,7 +476,9 @@ async fn send_reply(
     };
     let body = match encoded {
         Ok((id, body)) => {
-            properties = properties.with_message_id(id.into());
+            if let Ok(id) = ShortString::try_new(id) {
+                properties = properties.with_message_id(id);
+            }
             body.to_vec()
         }
         Err(error) => {
@@ -468,8 +500,9 @@ async fn send_reply(
             properties,
         )
         .await;
-    if let Err(error) = sent {
-        tracing::warn!(%error, "could not send a reply; the caller will time out");
+    match sent {
+        Ok(confirm) => drop(Settle::new(confirm)),
+        Err(error) => tracing::warn!(%error, "could not send a reply; the caller will time out"),
     }
 }
 

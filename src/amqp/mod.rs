@@ -149,7 +149,12 @@ impl AmqpTransport {
     /// Consumes for an entity; see [`Subscription`]. Works while
     /// disconnected: the consumer starts as soon as a connection is up, and
     /// again on every new one.
-    pub fn subscribe(&self, subscription: Subscription) -> Subscriber {
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](ErrorKind::Config) when the entity's id or type makes a
+    /// queue name or routing key longer than AMQP allows.
+    pub fn subscribe(&self, subscription: Subscription) -> Result<Subscriber> {
         consumer::start(self.shared.clone(), self.owner.clone(), subscription)
     }
 
@@ -246,16 +251,14 @@ impl Service<Message> for AmqpTransport {
             // must still let the runtime run (the supervisor among others).
             tokio::task::coop::consume_budget().await;
             let link = link?;
-            if message.recipient().is_none() {
-                return Err(Error::invalid("message has no recipient").with_route(Route::Amqp));
-            }
+            let envelope = publisher::Envelope::of(&message)?;
             let body = codec
                 .encode(&message)
                 .map_err(|e| e.with_route(Route::Amqp))?;
             let result = if message.requires_sync() {
-                link.rpc.call(&message, &body, codec).await
+                link.rpc.call(&message, envelope, &body, codec).await
             } else {
-                publisher::publish(&link.publisher, &message, &body).await
+                publisher::publish(&link.publisher, &message, envelope, &body).await
             };
             if result.as_ref().is_err_and(Error::is_not_delivered) && !link.rpc.is_open() {
                 shared.broken.notify_one();

@@ -1,9 +1,13 @@
 //! Confirmed, mandatory, persistent publishing, and what its outcomes mean.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::types::ShortString;
+use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
 
 use super::topology::{EXCHANGE, routing_key};
 use crate::error::{Error, ErrorClass, ErrorKind};
@@ -13,21 +17,85 @@ use crate::transport::{Delivery, Route};
 const PERSISTENT: u8 = 2;
 const JSON: &str = "application/json";
 
-/// The properties of DESIGN §3: persistent, JSON, `message_id` = id,
-/// `timestamp`, `app_id` = sender.
-pub(crate) fn properties(message: &Message) -> BasicProperties {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    let properties = BasicProperties::default()
-        .with_delivery_mode(PERSISTENT)
-        .with_content_type(JSON.into())
-        .with_message_id(message.id().into())
-        .with_timestamp(now);
-    if message.sender().is_empty() {
-        properties
-    } else {
-        properties.with_app_id(message.sender().into())
+/// An AMQP short string (at most 255 bytes), or an error naming the
+/// message field that does not fit.
+pub(crate) fn short(field: &str, value: impl Into<String>) -> Result<ShortString, Error> {
+    let value = value.into();
+    ShortString::try_new(value).map_err(|e| {
+        Error::invalid(format!("`{field}` cannot travel over AMQP: {e}")).with_route(Route::Amqp)
+    })
+}
+
+/// Where and how a message is published: its routing key and the
+/// properties of DESIGN §3 (persistent, JSON, `message_id` = id,
+/// `timestamp`, `app_id` = sender). Building it checks every field that
+/// becomes an AMQP short string, so a long id or recipient is a clear
+/// error, not a panic in the client library.
+pub(crate) struct Envelope {
+    pub(crate) routing_key: ShortString,
+    pub(crate) properties: BasicProperties,
+}
+
+impl Envelope {
+    pub(crate) fn of(message: &Message) -> Result<Self, Error> {
+        let recipient = message
+            .recipient()
+            .ok_or_else(|| Error::invalid("message has no recipient").with_route(Route::Amqp))?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(PERSISTENT)
+            .with_content_type(JSON.into())
+            .with_message_id(short("id", message.id())?)
+            .with_timestamp(now);
+        if !message.sender().is_empty() {
+            properties = properties.with_app_id(short("sender", message.sender())?);
+        }
+        Ok(Self {
+            routing_key: short("recipient", routing_key(recipient))?,
+            properties,
+        })
+    }
+}
+
+/// A publisher confirm that is awaited even when nobody waits for it any
+/// more: lapin keeps every confirm dropped unresolved until its channel
+/// closes, so dropping them leaks memory call after call.
+pub(crate) struct Settle(Option<PublisherConfirm>);
+
+impl Settle {
+    pub(crate) fn new(confirm: PublisherConfirm) -> Self {
+        Self(Some(confirm))
+    }
+
+    /// Whether the confirm has arrived (and been handed out).
+    pub(crate) fn is_done(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl Future for Settle {
+    type Output = lapin::Result<Confirmation>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(confirm) = self.0.as_mut() else {
+            return Poll::Pending;
+        };
+        let confirmation = ready!(Pin::new(confirm).poll(cx));
+        self.0 = None;
+        Poll::Ready(confirmation)
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        if let (Some(confirm), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(async move {
+                let _ = confirm.await;
+            });
+        }
     }
 }
 
@@ -89,20 +157,22 @@ pub(crate) fn confirmed(confirmation: Confirmation, recipient: &str) -> Result<(
 pub(crate) async fn publish(
     channel: &Channel,
     message: &Message,
+    envelope: Envelope,
     body: &[u8],
 ) -> Result<Delivery, Error> {
-    let recipient = message.recipient().unwrap_or_default();
     let confirm = channel
         .basic_publish(
             EXCHANGE.into(),
-            routing_key(recipient).into(),
+            envelope.routing_key,
             mandatory(),
             body,
-            properties(message),
+            envelope.properties,
         )
         .await
         .map_err(not_sent)?;
-    let confirmation = confirm.await.map_err(|e| lost(e, "broker's confirm"))?;
-    confirmed(confirmation, recipient)?;
+    let confirmation = Settle::new(confirm)
+        .await
+        .map_err(|e| lost(e, "broker's confirm"))?;
+    confirmed(confirmation, message.recipient().unwrap_or_default())?;
     Ok(Delivery::new(Route::Amqp, None))
 }

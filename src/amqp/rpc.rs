@@ -20,8 +20,8 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use tokio::sync::oneshot;
 
-use super::publisher::{confirmed, lost, mandatory, not_sent, properties};
-use super::topology::{ERROR_HEADER, EXCHANGE, REPLY_TO, routing_key};
+use super::publisher::{Envelope, Settle, confirmed, lost, mandatory, not_sent};
+use super::topology::{ERROR_HEADER, EXCHANGE, REPLY_TO};
 use crate::error::{Error, ErrorBody, ErrorClass, ErrorKind};
 use crate::message::{Codec, Message};
 use crate::transport::{Delivery, Route};
@@ -182,12 +182,14 @@ impl Rpc {
     pub(crate) async fn call(
         &self,
         message: &Message,
+        envelope: Envelope,
         body: &[u8],
         codec: Codec,
     ) -> Result<Delivery, Error> {
         let recipient = message.recipient().unwrap_or_default();
         let (registration, reply) = self.pending.register()?;
-        let mut request = properties(message)
+        let mut request = envelope
+            .properties
             .with_correlation_id(registration.correlation.as_str().into())
             .with_reply_to(REPLY_TO.into());
         if let Some(remaining) = message.remaining() {
@@ -198,23 +200,24 @@ impl Rpc {
             .channel
             .basic_publish(
                 EXCHANGE.into(),
-                routing_key(recipient).into(),
+                envelope.routing_key,
                 mandatory(),
                 body,
                 request,
             )
             .await
             .map_err(not_sent)?;
-        let mut confirm = pin!(confirm);
+        // The reply usually beats the confirm (a persistent message is
+        // confirmed after it is written to disk); the confirm is still
+        // settled, in the background, when the call ends first.
+        let mut confirm = Settle::new(confirm);
         let mut reply = pin!(reply);
-        let mut confirmed_already = false;
         let delivery = loop {
             tokio::select! {
                 biased;
                 delivered = &mut reply => break delivered,
-                confirmation = &mut confirm, if !confirmed_already => {
+                confirmation = &mut confirm, if !confirm.is_done() => {
                     confirmed(confirmation.map_err(|e| lost(e, "broker's confirm"))?, recipient)?;
-                    confirmed_already = true;
                 }
             }
         };

@@ -87,6 +87,10 @@ impl Shared {
     }
 }
 
+/// How long a connection must have served before its loss resets the
+/// reconnection schedule.
+const STABLE: Duration = Duration::from_secs(1);
+
 /// Runs until the transport closes: connect, serve, notice loss, repeat.
 pub(crate) async fn supervise(shared: Arc<Shared>) {
     let settings = &shared.settings;
@@ -109,7 +113,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
         };
         let failure = match outcome {
             Ok(Ok((link, events))) => {
-                backoff = schedule.build();
+                let connected_at = tokio::time::Instant::now();
                 shared.set_last_failure(None);
                 let link = Arc::new(link);
                 tracing::info!(
@@ -136,7 +140,17 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
                 );
                 let _ = link.connection.close(320, "reconnecting".into()).await;
                 shared.set_last_failure(Some(format!("connection lost: {reason}")));
-                continue;
+                // A connection that served a while is replaced at once; one
+                // that dropped right after opening waits its turn, so a
+                // broker that keeps closing us is not hammered.
+                if connected_at.elapsed() >= STABLE {
+                    backoff = schedule.build();
+                    continue;
+                }
+                format!(
+                    "connection lost {} ms after opening: {reason}",
+                    connected_at.elapsed().as_millis()
+                )
             }
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!("no connection within {:?}", settings.connect_timeout * 2),
@@ -183,7 +197,7 @@ async fn open_channels(connection: &Connection, generation: u64) -> lapin::Resul
     publisher
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    declare_exchanges(&publisher).await?;
+    declare_exchanges(connection, &publisher).await?;
     let rpc = Rpc::open(connection, generation).await?;
     Ok((publisher, rpc))
 }

@@ -2,7 +2,7 @@
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 /// The topic exchange every message is published to.
 pub const EXCHANGE: &str = "stage7";
@@ -31,9 +31,20 @@ pub fn queue_name(component_type: &str, id: &str) -> String {
     format!("{}-{id}", component_type.to_lowercase())
 }
 
+/// Most dead letters kept: 100 000, oldest dropped first. Nothing consumes
+/// the dead-letter queue on its own, and expired requests land there too.
+pub const DEAD_LETTER_LIMIT: i64 = 100_000;
+
 /// Declares the exchanges and the dead-letter queue. Idempotent; run on
 /// every (re)connection. Never touches the default exchange.
-pub(crate) async fn declare_exchanges(channel: &Channel) -> lapin::Result<()> {
+///
+/// The dead-letter queue is declared with a length limit only when it does
+/// not exist yet: one that an operator (or an earlier version) declared
+/// with other arguments is used as it is rather than refused.
+pub(crate) async fn declare_exchanges(
+    connection: &Connection,
+    channel: &Channel,
+) -> lapin::Result<()> {
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()
@@ -54,16 +65,35 @@ pub(crate) async fn declare_exchanges(channel: &Channel) -> lapin::Result<()> {
             FieldTable::default(),
         )
         .await?;
-    channel
-        .queue_declare(
-            DEAD_LETTER_QUEUE.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let probe = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    if probe
+        .queue_declare(DEAD_LETTER_QUEUE.into(), passive, FieldTable::default())
+        .await
+        .is_ok()
+    {
+        let _ = probe.close(200, "checked".into()).await;
+    } else {
+        let mut arguments = FieldTable::default();
+        arguments.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(DEAD_LETTER_LIMIT),
+        );
+        arguments.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("drop-head".into()),
+        );
+        let durable_queue = QueueDeclareOptions {
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(DEAD_LETTER_QUEUE.into(), durable_queue, arguments)
+            .await?;
+    }
     channel
         .queue_bind(
             DEAD_LETTER_QUEUE.into(),

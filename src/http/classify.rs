@@ -90,7 +90,11 @@ pub(crate) fn response(
         })?;
         return Ok(Delivery::new(Route::Http, Some(reply)));
     }
-    let peer = serde_json::from_slice::<ErrorBody>(body).ok();
+    // Only a body naming one of our kinds is our endpoint's; a gateway's
+    // `{"error": ...}` is not.
+    let peer = serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .filter(|peer| peer.kind().is_some());
     let error = match (status, peer) {
         (StatusCode::NOT_FOUND, peer) => {
             let detail = peer.map_or_else(

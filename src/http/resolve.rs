@@ -395,7 +395,7 @@ impl PostOfficeResolver {
             "{}://{}{prefix}/requestComponent?{field}={}",
             self.base.scheme_str().unwrap_or("http"),
             self.base.authority().map_or("", |a| a.as_str()),
-            percent_encode(recipient)
+            crate::config::percent_encode(recipient)
         );
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.uri_mut() = uri
@@ -471,21 +471,6 @@ impl fmt::Debug for PostOfficeResolver {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
-}
-
-/// `text` with everything but unreserved characters percent-encoded, for a
-/// query value.
-fn percent_encode(text: &str) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
 }
 
 /// Tries resolvers in order: the first base URL found wins.
@@ -669,7 +654,10 @@ mod tests {
 
     #[test]
     fn query_values_are_percent_encoded() {
-        assert_eq!(percent_encode("brain-1"), "brain-1");
-        assert_eq!(percent_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(crate::config::percent_encode("brain-1"), "brain-1");
+        assert_eq!(
+            crate::config::percent_encode("a b&c=d/é"),
+            "a%20b%26c%3Dd%2F%C3%A9"
+        );
     }
 }

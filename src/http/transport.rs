@@ -23,7 +23,7 @@ use super::{
     DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT, MESSAGE_PATH, X_REQUEST_ID,
 };
 use crate::config::{Config, Secret};
-use crate::error::{Error, ErrorClass, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::message::{Codec, DEFAULT_MAX_MESSAGE_SIZE, Message};
 use crate::transport::{Delivery, Route};
 
@@ -125,11 +125,7 @@ impl HttpTransport {
         let own = now + inner.request_timeout;
         let until = message.deadline().map_or(own, |deadline| deadline.min(own));
         if until <= now {
-            return Err(Error::new(
-                ErrorKind::Timeout,
-                ErrorClass::NotDelivered,
-                "call deadline passed before the message was sent",
-            ));
+            return Err(Error::expired());
         }
         let exchange = async {
             let response = inner
@@ -335,6 +331,7 @@ impl fmt::Debug for HttpTransportBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{ErrorClass, ErrorKind};
 
     #[test]
     fn message_uri_keeps_a_path_prefix() {

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! None of them buffers: readiness passes straight through to the backend,
-//! and each response future is a named `pin-project-lite` type.
+//! and each response future of the call path is a named `pin-project-lite`
+//! type. ([`dedup`] is for receivers, not the call path; its future is
+//! boxed because a run may have to outlive its caller.)
 
 pub mod circuit_breaker;
 pub mod deadline;

@@ -1,11 +1,7 @@
 //! One request: routing, the checks, the handler, the answer.
 
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,11 +11,10 @@ use http::header::{
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
-use pin_project_lite::pin_project;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use super::super::{APPLICATION_JSON, MESSAGE_PATH};
+use super::super::{APPLICATION_JSON, MESSAGE_PATH, X_REQUEST_ID};
 use crate::config::Secret;
 use crate::error::{Error, ErrorBody, ErrorClass, ErrorKind};
 use crate::handler::Handler;
@@ -118,6 +113,11 @@ impl<H: Handler> Endpoint<H> {
             ));
             return failure(StatusCode::UNSUPPORTED_MEDIA_TYPE, &error);
         }
+        let request_id = request
+            .headers()
+            .get(X_REQUEST_ID)
+            .and_then(|id| id.to_str().ok())
+            .map(str::to_owned);
         let body = request.into_body();
         let limit = self.codec.max_size();
         if body.size_hint().lower() > limit as u64 {
@@ -129,7 +129,7 @@ impl<H: Handler> Endpoint<H> {
                 ),
             );
         }
-        match tokio::time::timeout(self.request_timeout, self.receive(body)).await {
+        match tokio::time::timeout(self.request_timeout, self.receive(body, request_id)).await {
             Ok(response) => response,
             Err(_) => failure(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -142,7 +142,7 @@ impl<H: Handler> Endpoint<H> {
     }
 
     /// Reads, decodes and hands the message to the handler.
-    async fn receive(&self, body: Incoming) -> Response<Full<Bytes>> {
+    async fn receive(&self, body: Incoming, request_id: Option<String>) -> Response<Full<Bytes>> {
         let limit = self.codec.max_size();
         let bytes = match Limited::new(body, limit).collect().await {
             Ok(collected) => collected.to_bytes(),
@@ -163,16 +163,13 @@ impl<H: Handler> Endpoint<H> {
                 );
             }
         };
-        let message = match self.codec.decode(&bytes) {
+        let message = match self.codec.decode_received(&bytes, request_id.as_deref()) {
             Ok(message) => message,
             Err(error) => return failure(status_for(&error), &error),
         };
         let sync = message.requires_sync();
         let received = message.clone();
-        let handled = CatchPanic {
-            inner: self.handler.clone().oneshot(message),
-        };
-        match handled.await {
+        match self.handler.clone().oneshot(message).await {
             Ok(Some(reply)) if sync => match self.codec.encode(&reply) {
                 Ok(body) => json(StatusCode::OK, body),
                 Err(error) => {
@@ -184,14 +181,7 @@ impl<H: Handler> Endpoint<H> {
                     failure(StatusCode::INTERNAL_SERVER_ERROR, &error)
                 }
             },
-            Ok(None) if sync => failure(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &Error::new(
-                    ErrorKind::Protocol,
-                    ErrorClass::Rejected,
-                    "the handler returned no reply to a synchronous message",
-                ),
-            ),
+            Ok(None) if sync => failure(StatusCode::UNPROCESSABLE_ENTITY, &Error::no_reply()),
             Ok(_) => {
                 let mut accepted = Response::new(Full::default());
                 *accepted.status_mut() = StatusCode::ACCEPTED;
@@ -200,39 +190,6 @@ impl<H: Handler> Endpoint<H> {
             Err(error) => {
                 tracing::debug!(id = received.id(), %error, "http endpoint: the handler failed");
                 failure(status_for(&error), &error)
-            }
-        }
-    }
-}
-
-pin_project! {
-    /// A handler's future whose panic becomes an error: the request gets a
-    /// JSON error, and the connection and the endpoint go on.
-    struct CatchPanic<F> {
-        #[pin]
-        inner: F,
-    }
-}
-
-impl<F, T> Future for CatchPanic<F>
-where
-    F: Future<Output = Result<T, Error>>,
-{
-    type Output = Result<T, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.project().inner;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(poll) => poll,
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .copied()
-                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                    .unwrap_or("no message");
-                Poll::Ready(Err(Error::rejected(format!(
-                    "the handler panicked: {what}"
-                ))))
             }
         }
     }

@@ -3,10 +3,12 @@
 //!
 //! [`HttpServer`] serves any [`Handler`] over HTTP/1.1 with keep-alive. A
 //! synchronous message is answered `200` with the handler's reply as body,
-//! an asynchronous one `202` once the handler has taken it. The handler runs
-//! behind de-duplication ([`DedupLayer`]): a message whose `id` was seen
-//! recently is not handled again, and a synchronous repeat gets the reply
-//! the first one got.
+//! an asynchronous one `202` once the handler has finished with it (so its
+//! sender learns of a failure, and a busy endpoint slows its senders down).
+//! The handler runs behind de-duplication ([`DedupLayer`]): a message whose
+//! `id` was seen recently is not handled again, a synchronous repeat gets the
+//! reply the first one got, and a run whose client disconnects or times out
+//! still finishes, so a retry never starts it again halfway through.
 //!
 //! Bad input never costs more than a JSON error ([`ErrorBody`](crate::ErrorBody)):
 //!

@@ -178,6 +178,13 @@ impl Registry {
             } else {
                 slots.slot_for(key, self.max_keys, &self.settings)
             };
+            if slot == 0 && key != OVERFLOW_KEY {
+                tracing::warn!(
+                    breaker = &*self.name,
+                    key,
+                    "no circuit of its own for this key (every slot holds a circuit that is not closed); forcing the shared overflow circuit"
+                );
+            }
             let entry = &mut slots.entries[slot];
             entry.circuit.force(target).map(|t| (entry.key.clone(), t))
         };

@@ -76,7 +76,7 @@ where
             deadline,
         };
         if deadline <= now {
-            return ResponseFuture::expired(limit.expired());
+            return ResponseFuture::expired(Error::expired());
         }
         message.set_deadline(Some(deadline));
         ResponseFuture::new(self.inner.call(message), limit)

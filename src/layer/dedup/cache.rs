@@ -4,53 +4,21 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::error::{Error, ErrorClass, ErrorKind};
-use crate::message::Message;
+use super::slot::Slot;
 
-/// Default number of ids remembered: 100 000 (a few MiB).
+/// Default number of ids remembered: 100 000. Each keeps its handler's
+/// reply (for synchronous messages) until it is forgotten, so the memory this
+/// takes is about 100 000 times your typical reply size, plus ~100 bytes an
+/// id; lower it with [`DedupLayer::with_limits`](super::DedupLayer::with_limits)
+/// for large replies.
 pub const DEFAULT_CAPACITY: usize = 100_000;
 /// Default time an id is remembered: 10 minutes, longer than any sender
 /// keeps retrying.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
 
-/// What the handler did with a message, kept for repeats.
-#[derive(Debug, Clone)]
-pub(crate) enum Outcome {
-    Replied(Option<Message>),
-    Failed(CachedError),
-}
-
-/// An [`Error`] reduced to what can be handed out again.
-#[derive(Debug, Clone)]
-pub(crate) struct CachedError {
-    kind: ErrorKind,
-    class: ErrorClass,
-    text: String,
-}
-
-impl From<Error> for CachedError {
-    fn from(error: Error) -> Self {
-        Self {
-            kind: error.kind(),
-            class: error.class(),
-            text: error.detail().to_owned(),
-        }
-    }
-}
-
-impl Outcome {
-    pub(crate) fn to_result(&self) -> Result<Option<Message>, Error> {
-        match self {
-            Self::Replied(reply) => Ok(reply.clone()),
-            Self::Failed(e) => Err(Error::new(e.kind, e.class, e.text.clone())),
-        }
-    }
-}
-
-type Cell = Arc<OnceCell<Outcome>>;
+type Cell = Arc<Slot>;
 
 #[derive(Debug)]
 pub(crate) struct Cache {
@@ -101,7 +69,7 @@ impl Cache {
                 entries.cells.remove(&oldest);
             }
         }
-        let cell = Cell::default();
+        let cell = Arc::new(Slot::new());
         let id: Arc<str> = id.into();
         entries.cells.insert(id.clone(), cell.clone());
         entries.order.push_back((id, now));

@@ -5,9 +5,21 @@
 //! [`Handler`](crate::Handler) and remembers, for a bounded number of
 //! recent ids, the handler's result. A repeat that arrives while the first
 //! is still running waits for it; a repeat that arrives later gets the
-//! remembered result (the same reply for synchronous messages). If the
-//! first run is cancelled — its future dropped — a waiting repeat runs the
-//! handler instead, so nothing is lost.
+//! remembered result (the same reply for synchronous messages).
+//!
+//! A run always finishes: if its caller stops waiting — an HTTP client that
+//! disconnected, a request timeout — the rest of the run continues in a task
+//! of its own, so a repeat never starts the handler again halfway through.
+//! A handler that panics answers with a rejected error.
+//!
+//! What is remembered: replies and [`Rejected`](crate::ErrorClass::Rejected)
+//! errors. An error that says the handler could not do its work now
+//! (its downstream was unavailable, it timed out) is not remembered, so a
+//! retry runs the handler again.
+//!
+//! Ids are compared alone, not with the sender: a peer that reuses another's
+//! id gets that message's reply. With [`work_queue`](crate::amqp::Subscription::work_queue),
+//! repeats can reach another instance, whose memory is its own.
 //!
 //! Share one [`DedupLayer`] between every path a receiver listens on (an
 //! [`Entity`](crate) serves AMQP and HTTP through the same one) so a message
@@ -38,6 +50,7 @@
 
 mod cache;
 mod layer;
+mod slot;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,9 +59,10 @@ use std::task::{Context, Poll};
 
 use tower::Service;
 
-use self::cache::{Cache, Outcome};
+use self::cache::Cache;
 pub use self::cache::{DEFAULT_CAPACITY, DEFAULT_TTL};
 pub use self::layer::DedupLayer;
+use self::slot::{Run, Turn};
 use crate::error::{BoxError, Error};
 use crate::handler::handler_error;
 use crate::message::Message;
@@ -92,17 +106,24 @@ where
     fn call(&mut self, message: Message) -> ResponseFuture {
         let fresh = self.inner.clone();
         let mut ready = std::mem::replace(&mut self.inner, fresh);
-        let cell = self.cache.cell(message.id());
+        let slot = self.cache.cell(message.id());
         Box::pin(async move {
-            let outcome = cell
-                .get_or_init(|| async move {
-                    match ready.call(message).await {
-                        Ok(reply) => Outcome::Replied(reply),
-                        Err(error) => Outcome::Failed(handler_error(error).into()),
-                    }
-                })
-                .await;
-            outcome.to_result()
+            loop {
+                let changed = slot.changed().notified();
+                let mut changed = std::pin::pin!(changed);
+                changed.as_mut().enable();
+                match slot.turn() {
+                    Turn::Done(outcome) => return outcome.to_result(),
+                    Turn::Wait => changed.await,
+                    Turn::Run => break,
+                }
+            }
+            let handling = ready.call(message);
+            Run::new(
+                slot,
+                Box::pin(async move { handling.await.map_err(handler_error) }),
+            )
+            .await
         })
     }
 }

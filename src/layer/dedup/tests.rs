@@ -41,7 +41,7 @@ async fn concurrent_repeats_share_one_run_and_one_reply() {
 }
 
 #[tokio::test]
-async fn a_cancelled_first_run_lets_the_repeat_run() {
+async fn a_dropped_first_run_still_finishes_and_the_repeat_gets_its_reply() {
     let (runs, gate) = (Arc::new(AtomicUsize::new(0)), Arc::new(Notify::new()));
     let mut handler = DedupLayer::new().layer(counting(runs.clone(), gate.clone()));
     let message = Message::request("x", json!(1));
@@ -51,9 +51,14 @@ async fn a_cancelled_first_run_lets_the_repeat_run() {
     drop(first);
     let repeat = tokio::spawn(handler.clone().oneshot(message));
     tokio::task::yield_now().await;
-    gate.notify_one();
-    assert!(repeat.await.unwrap().unwrap().is_some());
-    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    gate.notify_waiters();
+    let reply = repeat.await.unwrap().unwrap().unwrap();
+    assert_eq!(reply.content(), Some(&json!(0)), "the first run's reply");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the handler ran once, to the end"
+    );
 }
 
 async fn futures_poll_once(future: &mut ResponseFuture) -> Option<Result<Option<Message>, Error>> {
@@ -65,7 +70,7 @@ async fn futures_poll_once(future: &mut ResponseFuture) -> Option<Result<Option<
 }
 
 #[tokio::test]
-async fn errors_are_remembered_too() {
+async fn rejections_are_remembered_too() {
     let runs = Arc::new(AtomicUsize::new(0));
     let counted = runs.clone();
     let handler = DedupLayer::new().layer(service_fn(move |_: Message| {
@@ -79,6 +84,51 @@ async fn errors_are_remembered_too() {
         assert!(error.to_string().contains("disk full"), "{error}");
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn transient_failures_are_not_remembered() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let handler = DedupLayer::new().layer(service_fn(move |_: Message| {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if n == 0 {
+                Err(Error::not_delivered("the database is down"))
+            } else {
+                Ok(None)
+            }
+        }
+    }));
+    let message = Message::new(MessageType::Statement);
+    let error = handler.clone().oneshot(message.clone()).await.unwrap_err();
+    assert!(
+        error.is_unknown_outcome(),
+        "the handler ran: not 'not delivered' for the sender: {error}"
+    );
+    handler.clone().oneshot(message.clone()).await.unwrap();
+    handler.clone().oneshot(message).await.unwrap();
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "the retry ran; the success is remembered"
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_with_a_rejection() {
+    let handler = DedupLayer::new().layer(service_fn(|_: Message| async {
+        if true {
+            panic!("bug in the handler");
+        }
+        Ok::<Option<Message>, Error>(None)
+    }));
+    let error = handler
+        .oneshot(Message::new(MessageType::Statement))
+        .await
+        .unwrap_err();
+    assert!(error.is_rejected());
+    assert!(error.to_string().contains("bug in the handler"), "{error}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -37,6 +37,16 @@ pin_project! {
 }
 
 impl<F, S: Service<Message>> ResponseFuture<F, S> {
+    /// A call sent straight to the secondary.
+    pub(crate) fn bypassed(future: S::Future) -> Self {
+        Self {
+            state: State::Secondary { future },
+            fallback: None,
+            primary_error: None,
+            receivers_deduplicate: true,
+        }
+    }
+
     pub(crate) fn new(
         future: F,
         fallback: Option<(Arc<S>, Message)>,

@@ -19,6 +19,14 @@
 //! The secondary service is cloned only when a fallback happens, from a
 //! spare kept aside, so the success path pays one reference count for it.
 //!
+//! # Readiness
+//!
+//! The stack is ready when the primary is. When the primary is not ready —
+//! the broker has blocked publishing, its window of calls in flight is full
+//! — and the secondary is, the next call goes straight to the secondary
+//! instead of waiting: a primary that cannot take work is treated like one
+//! that failed to deliver.
+//!
 //! ```
 //! use stage7_transport::layer::fallback::FallbackLayer;
 //! use stage7_transport::MemoryTransport;
@@ -50,6 +58,9 @@ use crate::message::Message;
 pub struct Fallback<P, S> {
     primary: P,
     secondary: Option<Arc<S>>,
+    /// A secondary polled ready because the primary was not: the next call
+    /// goes to it.
+    bypass: Option<S>,
     receivers_deduplicate: bool,
 }
 
@@ -59,6 +70,7 @@ impl<P, S> Fallback<P, S> {
         Self {
             primary,
             secondary: secondary.map(Arc::new),
+            bypass: None,
             receivers_deduplicate: true,
         }
     }
@@ -87,6 +99,7 @@ impl<P: Clone, S> Clone for Fallback<P, S> {
         Self {
             primary: self.primary.clone(),
             secondary: self.secondary.clone(),
+            bypass: None,
             receivers_deduplicate: self.receivers_deduplicate,
         }
     }
@@ -102,10 +115,30 @@ where
     type Future = ResponseFuture<P::Future, S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.primary.poll_ready(cx)
+        if self.bypass.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        let primary = self.primary.poll_ready(cx);
+        let Some(spare) = self.secondary.as_ref().filter(|_| primary.is_pending()) else {
+            return primary;
+        };
+        let mut secondary = (**spare).clone();
+        match secondary.poll_ready(cx) {
+            Poll::Ready(Ok(())) => {
+                tracing::debug!(
+                    "the primary route is not ready; the next call takes the secondary"
+                );
+                self.bypass = Some(secondary);
+                Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
     }
 
     fn call(&mut self, message: Message) -> Self::Future {
+        if let Some(mut secondary) = self.bypass.take() {
+            return ResponseFuture::bypassed(secondary.call(message));
+        }
         let fallback = self
             .secondary
             .as_ref()

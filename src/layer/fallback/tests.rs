@@ -149,3 +149,30 @@ async fn without_a_secondary_it_passes_through() {
     assert!(error.is_not_delivered());
     assert!(error.fallback_from().is_none());
 }
+
+/// A service that is never ready.
+#[derive(Clone)]
+struct Stuck;
+
+impl Service<Message> for Stuck {
+    type Response = Delivery;
+    type Error = Error;
+    type Future = std::future::Ready<Result<Delivery, Error>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Error>> {
+        std::task::Poll::Pending
+    }
+
+    fn call(&mut self, _: Message) -> Self::Future {
+        panic!("called without being ready");
+    }
+}
+
+#[tokio::test]
+async fn a_primary_that_cannot_take_work_sends_calls_to_the_secondary() {
+    let s = Arc::new(AtomicUsize::new(0));
+    let fallback = Fallback::new(Stuck, Some(backend(Route::Http, s.clone(), ok)));
+    let delivery = fallback.oneshot(message()).await.unwrap();
+    assert_eq!(delivery.route(), Route::Http);
+    assert_eq!(s.load(Ordering::SeqCst), 1);
+}

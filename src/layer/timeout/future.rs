@@ -8,7 +8,7 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 
-use crate::error::{Error, ErrorClass, ErrorKind};
+use crate::error::Error;
 
 /// When a [`ResponseFuture`] gives up.
 #[derive(Debug, Clone, Copy)]
@@ -46,15 +46,6 @@ impl Limit {
                 budget.as_millis()
             )),
         }
-    }
-
-    /// The error for a call whose deadline passed before it was tried.
-    pub(crate) fn expired(self) -> Error {
-        Error::new(
-            ErrorKind::Timeout,
-            ErrorClass::NotDelivered,
-            "call deadline passed before the message was sent",
-        )
     }
 }
 

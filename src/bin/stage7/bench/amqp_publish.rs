@@ -59,7 +59,7 @@ fn event(recipient: &str) -> Message {
 }
 
 pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
-    let url = url();
+    let url = url()?;
     let connection = Connection::connect(
         &url,
         ConnectionProperties::default().with_connection_name("bench-raw".into()),

@@ -35,9 +35,12 @@ use tower::ServiceExt;
 use super::Options;
 use super::harness::{Comparison, Side, compare, fresh};
 
-pub(crate) fn url() -> String {
-    std::env::var("RABBITMQ_URL")
-        .unwrap_or_else(|_| stage7_transport::config::DEFAULT_RABBITMQ_URL.to_owned())
+/// The broker URL from the environment (`RABBITMQ_URL`, or the
+/// `RABBITMQ_DEFAULT_*` variables), as every entity reads it.
+pub(crate) fn url() -> Result<String, String> {
+    stage7_transport::Config::from_env()
+        .map(|config| config.rabbitmq_url.expose().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) fn name(prefix: &str) -> String {
@@ -210,7 +213,7 @@ fn payload() -> serde_json::Value {
 }
 
 pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
-    let url = url();
+    let url = url()?;
     let connection = Connection::connect(
         &url,
         ConnectionProperties::default().with_connection_name("bench-raw".into()),
@@ -236,7 +239,8 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
         Ok::<_, std::convert::Infallible>(Some(message.reply(content)))
     });
     let subscriber = transport
-        .subscribe(Subscription::new(&entity, "Echo", echo).expires(Duration::from_secs(60)));
+        .subscribe(Subscription::new(&entity, "Echo", echo).expires(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
     tokio::time::timeout(Duration::from_secs(10), subscriber.ready())
         .await
         .map_err(|_| "the benchmark entity did not start consuming".to_owned())?;

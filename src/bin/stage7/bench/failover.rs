@@ -80,7 +80,7 @@ fn report(series: &str, gaps: &mut [Duration], as_json: bool) {
 }
 
 async fn amqp_forced_close() -> Result<Vec<Duration>, String> {
-    let url = url();
+    let url = url()?;
     let server = AmqpTransport::builder(url.clone())
         .connection_name(name("bench-server"))
         .build()
@@ -89,8 +89,9 @@ async fn amqp_forced_close() -> Result<Vec<Duration>, String> {
     let echo = tower::service_fn(|message: Message| async move {
         Ok::<_, std::convert::Infallible>(Some(message.reply(json!("ok"))))
     });
-    let subscriber =
-        server.subscribe(Subscription::new(&entity, "Echo", echo).expires(Duration::from_secs(60)));
+    let subscriber = server
+        .subscribe(Subscription::new(&entity, "Echo", echo).expires(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
     tokio::time::timeout(Duration::from_secs(10), subscriber.ready())
         .await
         .map_err(|_| "the benchmark entity did not start consuming".to_owned())?;
@@ -214,17 +215,34 @@ async fn entities(
         eprintln!("  [failover] {fault:?} trial {trial}/{trials}");
         while served.try_recv().is_ok() {}
         let connection = format!("Caller:{caller_id}");
-        let inject = tokio::task::spawn_blocking(move || match fault {
+        let mut inject = tokio::task::spawn_blocking(move || match fault {
             Fault::Close => close_connection(&connection),
             Fault::StopApp => rabbitmqctl(&["stop_app"]),
         });
+        let mut injected = None;
         let lost = loop {
             if !caller.amqp().is_connected() {
                 break Instant::now();
             }
-            tokio::time::sleep(Duration::from_micros(200)).await;
+            if injected.is_none() {
+                tokio::select! {
+                    done = &mut inject => {
+                        done.map_err(|e| e.to_string())??;
+                        injected = Some(Instant::now());
+                    }
+                    () = tokio::time::sleep(Duration::from_micros(200)) => {}
+                }
+            } else if injected.is_some_and(|at| at.elapsed() > Duration::from_secs(10)) {
+                return Err(
+                    "the fault was injected but the caller never lost its connection".to_owned(),
+                );
+            } else {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
         };
-        inject.await.map_err(|e| e.to_string())??;
+        if injected.is_none() {
+            inject.await.map_err(|e| e.to_string())??;
+        }
         let back = match fault {
             Fault::Close => lost,
             Fault::StopApp => {

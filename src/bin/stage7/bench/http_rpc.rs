@@ -7,11 +7,8 @@
 //! * `stack`: the full [`TransportBuilder`] stack over that transport.
 //!
 //! Each of our calls carries a fresh id, as real callers' messages do, so
-//! the endpoint's de-duplication runs the handler every time. Its memory is
-//! sized ([`DEDUP_WINDOW`]) to fill during the warm-up: the run then
-//! measures de-duplication in its steady state — one id forgotten per id
-//! remembered — as a long-running endpoint sees it, not the growth of a
-//! 100 000-id table, which would last the whole run.
+//! the endpoint's de-duplication runs the handler every time, with its
+//! default memory.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
