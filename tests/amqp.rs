@@ -428,3 +428,45 @@ async fn credentials_never_appear_in_logs_or_debug() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!text.contains("guest:guest"), "{text}");
 }
+
+#[tokio::test]
+async fn fields_too_long_for_amqp_are_refused_not_panicked_on() {
+    require_broker().await;
+    let transport = transport(&unique("t-long"));
+    transport.connected().await;
+    for message in [
+        Message::request("x".repeat(300), json!(1)),
+        Message::request("brain", json!(1)).with_id("i".repeat(300)),
+        Message::new(MessageType::Statement)
+            .with_recipient("brain")
+            .with_sender("s".repeat(300)),
+    ] {
+        let error = transport.clone().oneshot(message).await.unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidMessage, "{error}");
+        assert!(
+            error.to_string().contains("cannot travel over AMQP"),
+            "{error}"
+        );
+    }
+    let echo = tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) });
+    let error = transport
+        .subscribe(Subscription::new("e".repeat(300), "Echo", echo))
+        .unwrap_err();
+    assert!(error.is_config(), "{error}");
+}
+
+#[tokio::test]
+async fn a_dropped_subscriber_keeps_consuming() {
+    require_broker().await;
+    let transport = transport(&unique("t-drop"));
+    let id = unique("echo");
+    let (seen, mut received) = mpsc::unbounded_channel();
+    drop(echo_entity(&transport, &id, seen).await);
+    let reply = transport
+        .clone()
+        .oneshot(Message::request(&id, json!("still")))
+        .await
+        .unwrap();
+    assert_eq!(reply.reply().unwrap().content(), Some(&json!("still")));
+    assert!(received.recv().await.is_some());
+}

@@ -396,3 +396,46 @@ async fn the_bearer_token_is_checked_and_never_shown() {
         assert!(!text.contains(TOKEN), "the token leaked: {text}");
     }
 }
+
+#[tokio::test]
+async fn a_caller_that_gives_up_does_not_cut_the_handler_short() {
+    let (started, mut seen) = mpsc::unbounded_channel();
+    let release = Arc::new(Notify::new());
+    let finished = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let (release, finished) = (release.clone(), finished.clone());
+        tower::service_fn(move |m: Message| {
+            let (started, release, finished) = (started.clone(), release.clone(), finished.clone());
+            async move {
+                let _ = started.send(m.id().to_owned());
+                release.notified().await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, Infallible>(Some(m.reply(json!("done"))))
+            }
+        })
+    };
+    let server = serve(HttpServer::new(), handler).await;
+    let impatient = to(server.local_addr())
+        .request_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let request = Message::request("echo", json!(1));
+
+    let error = impatient
+        .clone()
+        .oneshot(request.clone())
+        .await
+        .unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    assert_eq!(seen.recv().await.unwrap(), request.id());
+
+    // The retry arrives while the first run is still going: it waits for
+    // that run instead of starting another.
+    let retry = tokio::spawn(transport(server.local_addr()).oneshot(request.clone()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    release.notify_waiters();
+    let reply = retry.await.unwrap().unwrap();
+    assert_eq!(reply.reply().unwrap().content(), Some(&json!("done")));
+    assert_eq!(finished.load(Ordering::SeqCst), 1, "one run, finished");
+    assert!(seen.try_recv().is_err(), "the handler never started twice");
+}

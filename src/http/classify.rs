@@ -204,6 +204,12 @@ mod tests {
     const OVERLOADED: &str = r#"{"error":"endpoint busy","kind":"overloaded"}"#;
 
     #[test]
+    fn a_gateway_503_is_not_taken_for_ours() {
+        let error = classify(503, r#"{"error":"upstream reset"}"#);
+        assert_eq!(error.class(), ErrorClass::UnknownOutcome, "{error}");
+    }
+
+    #[test]
     fn not_delivered_statuses_carry_retry_after() {
         for (status, body, kind) in [
             (503, OVERLOADED, ErrorKind::Overloaded),
