@@ -239,7 +239,7 @@ async fn run(
             _ = closing.changed() => break Duration::ZERO,
         };
         let Some(link) = link else { continue };
-        let (channel, consumers) = match arm(&link, &subscription).await {
+        let (channels, consumers) = match arm(&link, &subscription).await {
             Ok(armed) => armed,
             Err(error) => {
                 tracing::warn!(queue, %error, "cannot set up the AMQP consumer; retrying");
@@ -253,7 +253,7 @@ async fn run(
         let streams = consumers.into_iter().map(|(_, stream)| stream).collect();
         let ended = consume(
             &shared,
-            &channel,
+            &channels,
             streams,
             &handler,
             &mut in_flight,
@@ -264,12 +264,17 @@ async fn run(
         consuming.send_replace(false);
         if let Some(grace) = ended {
             for tag in tags {
-                let _ = channel
+                let _ = channels
+                    .consume
                     .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
                     .await;
             }
             finish(&mut in_flight, grace).await;
-            let _ = channel.close(200, "consumer stopped".into()).await;
+            let _ = channels.consume.close(200, "consumer stopped".into()).await;
+            let _ = channels
+                .dead_letters
+                .close(200, "consumer stopped".into())
+                .await;
             tracing::info!(queue, "consumer stopped");
             return;
         }
@@ -299,12 +304,22 @@ async fn finish(in_flight: &mut JoinSet<()>, grace: Duration) {
 
 type Deliveries = Pin<Box<dyn Stream<Item = lapin::Result<AmqpDelivery>> + Send>>;
 
+/// A consumer's channels: one to consume, acknowledge and reply on (no
+/// confirms: replies are fire-and-forget, their caller waits for them), one
+/// in confirm mode for dead letters, which must be stored before the
+/// original is acknowledged.
+struct Channels {
+    consume: Channel,
+    dead_letters: Channel,
+}
+
 async fn arm(
     link: &Link,
     subscription: &Subscription,
-) -> lapin::Result<(Channel, Vec<(String, Deliveries)>)> {
+) -> lapin::Result<(Arc<Channels>, Vec<(String, Deliveries)>)> {
     let channel = link.connection.create_channel().await?;
-    channel
+    let dead_letters = link.connection.create_channel().await?;
+    dead_letters
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
     channel
@@ -331,14 +346,18 @@ async fn arm(
             .await?;
         consumers.push((tag, Box::pin(consumer) as Deliveries));
     }
-    Ok((channel, consumers))
+    let channels = Channels {
+        consume: channel,
+        dead_letters,
+    };
+    Ok((Arc::new(channels), consumers))
 }
 
 /// Consumes until the connection is replaced (`None`) or a stop is asked
 /// (`Some(grace)`).
 async fn consume(
     shared: &Arc<Shared>,
-    channel: &Channel,
+    channels: &Arc<Channels>,
     mut consumers: Vec<Deliveries>,
     handler: &Handling,
     in_flight: &mut JoinSet<()>,
@@ -364,7 +383,7 @@ async fn consume(
         tokio::select! {
             item = next => match item {
                 Some(Ok(delivery)) => {
-                    in_flight.spawn(handle(delivery, channel.clone(), handler.clone(), codec));
+                    in_flight.spawn(handle(delivery, channels.clone(), handler.clone(), codec));
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "AMQP consumer failed");
@@ -396,7 +415,7 @@ async fn stopped(stop: &mut watch::Receiver<Option<Duration>>) -> Option<Duratio
 /// reply — so its caller fails fast rather than at its timeout. Messages
 /// that are not valid, and asynchronous messages whose handler failed, are
 /// dead-lettered with the reason.
-async fn handle(delivery: AmqpDelivery, channel: Channel, handler: Handling, codec: Codec) {
+async fn handle(delivery: AmqpDelivery, channels: Arc<Channels>, handler: Handling, codec: Codec) {
     let reply_to = delivery.properties.reply_to().clone();
     let (result, poison) = match decode(&delivery, codec) {
         Ok(message) => (handler.oneshot(message).await, false),
@@ -412,10 +431,12 @@ async fn handle(delivery: AmqpDelivery, channel: Channel, handler: Handling, cod
             }
             Err(error) => Err(error),
         };
-        send_reply(&channel, &delivery, to, answer, codec).await;
+        send_reply(&channels.consume, &delivery, to, answer, codec).await;
     }
     let settled = match &result {
-        Err(error) if poison || reply_to.is_none() => dead_letter(&channel, &delivery, error).await,
+        Err(error) if poison || reply_to.is_none() => {
+            dead_letter(&channels.dead_letters, &delivery, error).await
+        }
         _ => Ok(()),
     };
     let acked = match settled {
@@ -500,9 +521,8 @@ async fn send_reply(
             properties,
         )
         .await;
-    match sent {
-        Ok(confirm) => drop(Settle::new(confirm)),
-        Err(error) => tracing::warn!(%error, "could not send a reply; the caller will time out"),
+    if let Err(error) = sent {
+        tracing::warn!(%error, "could not send a reply; the caller will time out");
     }
 }
 
@@ -536,7 +556,7 @@ async fn dead_letter(channel: &Channel, delivery: &AmqpDelivery, error: &Error) 
         )
         .await;
     let stored = match published {
-        Ok(confirm) => confirm
+        Ok(confirm) => Settle::new(confirm, None)
             .await
             .ok()
             .and_then(|c| confirmed(c, DEAD_LETTER_EXCHANGE).ok()),

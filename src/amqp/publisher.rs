@@ -59,39 +59,71 @@ impl Envelope {
     }
 }
 
+/// Where confirms nobody waits for any more go to be awaited: one task per
+/// channel rather than one per call.
+pub(crate) type Drain = tokio::sync::mpsc::UnboundedSender<PublisherConfirm>;
+
+/// Starts the task that awaits the confirms sent to the returned [`Drain`].
+pub(crate) fn drain() -> Drain {
+    let (drain, mut confirms) = tokio::sync::mpsc::unbounded_channel::<PublisherConfirm>();
+    tokio::spawn(async move {
+        while let Some(confirm) = confirms.recv().await {
+            let _ = confirm.await;
+        }
+    });
+    drain
+}
+
 /// A publisher confirm that is awaited even when nobody waits for it any
 /// more: lapin keeps every confirm dropped unresolved until its channel
 /// closes, so dropping them leaks memory call after call.
-pub(crate) struct Settle(Option<PublisherConfirm>);
+pub(crate) struct Settle<'a> {
+    confirm: Option<PublisherConfirm>,
+    drain: Option<&'a Drain>,
+}
 
-impl Settle {
-    pub(crate) fn new(confirm: PublisherConfirm) -> Self {
-        Self(Some(confirm))
+impl<'a> Settle<'a> {
+    /// Settles `confirm` through `drain` if it is dropped unresolved, or in a
+    /// task of its own without one.
+    pub(crate) fn new(confirm: PublisherConfirm, drain: Option<&'a Drain>) -> Self {
+        Self {
+            confirm: Some(confirm),
+            drain,
+        }
     }
 
     /// Whether the confirm has arrived (and been handed out).
     pub(crate) fn is_done(&self) -> bool {
-        self.0.is_none()
+        self.confirm.is_none()
     }
 }
 
-impl Future for Settle {
+impl Future for Settle<'_> {
     type Output = lapin::Result<Confirmation>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let Some(confirm) = self.0.as_mut() else {
+        let Some(confirm) = self.confirm.as_mut() else {
             return Poll::Pending;
         };
         let confirmation = ready!(Pin::new(confirm).poll(cx));
-        self.0 = None;
+        self.confirm = None;
         Poll::Ready(confirmation)
     }
 }
 
-impl Drop for Settle {
+impl Drop for Settle<'_> {
     fn drop(&mut self) {
-        if let (Some(confirm), Ok(runtime)) = (self.0.take(), tokio::runtime::Handle::try_current())
-        {
+        let Some(confirm) = self.confirm.take() else {
+            return;
+        };
+        let confirm = match self.drain {
+            Some(drain) => match drain.send(confirm) {
+                Ok(()) => return,
+                Err(unsent) => unsent.0,
+            },
+            None => confirm,
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let _ = confirm.await;
             });
@@ -170,7 +202,7 @@ pub(crate) async fn publish(
         )
         .await
         .map_err(not_sent)?;
-    let confirmation = Settle::new(confirm)
+    let confirmation = Settle::new(confirm, None)
         .await
         .map_err(|e| lost(e, "broker's confirm"))?;
     confirmed(confirmation, message.recipient().unwrap_or_default())?;

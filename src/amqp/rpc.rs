@@ -20,7 +20,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use tokio::sync::oneshot;
 
-use super::publisher::{Envelope, Settle, confirmed, lost, mandatory, not_sent};
+use super::publisher::{Drain, Envelope, Settle, confirmed, drain, lost, mandatory, not_sent};
 use super::topology::{ERROR_HEADER, EXCHANGE, REPLY_TO};
 use crate::error::{Error, ErrorBody, ErrorClass, ErrorKind};
 use crate::message::{Codec, Message};
@@ -32,6 +32,7 @@ type Waiter = oneshot::Sender<Result<AmqpDelivery, Error>>;
 pub(crate) struct Rpc {
     channel: Channel,
     pending: Arc<Pending>,
+    drain: Drain,
 }
 
 /// Calls waiting for a reply, by correlation id.
@@ -165,7 +166,11 @@ impl Rpc {
             generation,
         });
         tokio::spawn(dispatch(consumer, pending.clone()));
-        Ok(Self { channel, pending })
+        Ok(Self {
+            channel,
+            pending,
+            drain: drain(),
+        })
     }
 
     pub(crate) fn pending(&self) -> &Arc<Pending> {
@@ -210,7 +215,7 @@ impl Rpc {
         // The reply usually beats the confirm (a persistent message is
         // confirmed after it is written to disk); the confirm is still
         // settled, in the background, when the call ends first.
-        let mut confirm = Settle::new(confirm);
+        let mut confirm = Settle::new(confirm, Some(&self.drain));
         let mut reply = pin!(reply);
         let delivery = loop {
             tokio::select! {

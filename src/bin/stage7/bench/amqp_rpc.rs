@@ -123,7 +123,8 @@ impl RawClient {
             mandatory: true,
             ..BasicPublishOptions::default()
         };
-        self.channel
+        let confirm = self
+            .channel
             .basic_publish(
                 EXCHANGE.into(),
                 routing_key.into(),
@@ -133,6 +134,11 @@ impl RawClient {
             )
             .await
             .map_err(|e| e.to_string())?;
+        // Settled in the background, as ours does when the reply comes first:
+        // lapin keeps dropped unresolved confirms until the channel closes.
+        tokio::spawn(async move {
+            let _ = confirm.await;
+        });
         receiver.await.map(drop).map_err(|e| e.to_string())
     }
 }
