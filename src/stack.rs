@@ -220,8 +220,10 @@ impl<P, S> TransportBuilder<P, S> {
             .build()?;
         let fallback =
             Fallback::new(primary, secondary).receivers_deduplicate(self.receivers_deduplicate);
-        let inner =
-            MetricsLayer::call().layer(Deadline::new(Retry::new(fallback, policy), self.deadline));
+        let inner = MetricsLayer::call().layer(Deadline::delegating(
+            Retry::new(fallback, policy),
+            self.deadline,
+        ));
         Ok(Stack {
             inner,
             breakers: Arc::new(Breakers {

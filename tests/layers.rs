@@ -334,3 +334,39 @@ async fn the_deadline_bounds_retries_and_fallback_together() {
         "never past the deadline"
     );
 }
+
+/// A backend that is never ready.
+#[derive(Clone)]
+struct NeverReady;
+
+impl Service<Message> for NeverReady {
+    type Response = Delivery;
+    type Error = Error;
+    type Future = std::future::Ready<Result<Delivery, Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Pending
+    }
+
+    fn call(&mut self, _: Message) -> Self::Future {
+        unreachable!("never ready, never called")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_backend_to_be_ready_ends_at_the_deadline() {
+    let (primary, _) = Probe::new(Route::Amqp, usize::MAX);
+    let stack = TransportBuilder::new(primary)
+        .secondary(NeverReady)
+        .deadline(Duration::from_secs(1))
+        .retry(fast_retry().max_retries(0))
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let error = stack
+        .oneshot(Message::request("brain", json!(1)))
+        .await
+        .unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+}

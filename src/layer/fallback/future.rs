@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tower::Service;
 
 use crate::error::Error;
+use crate::layer::timeout::future::ReadyBy;
 use crate::message::Message;
 
 pin_project! {
@@ -24,6 +25,7 @@ pin_project! {
         fallback: Option<(Arc<S>, Message)>,
         primary_error: Option<Error>,
         receivers_deduplicate: bool,
+        ready_by: ReadyBy,
     }
 }
 
@@ -44,6 +46,7 @@ impl<F, S: Service<Message>> ResponseFuture<F, S> {
             fallback: None,
             primary_error: None,
             receivers_deduplicate: true,
+            ready_by: ReadyBy::default(),
         }
     }
 
@@ -57,6 +60,7 @@ impl<F, S: Service<Message>> ResponseFuture<F, S> {
             fallback,
             primary_error: None,
             receivers_deduplicate,
+            ready_by: ReadyBy::default(),
         }
     }
 }
@@ -100,8 +104,13 @@ where
                     });
                     continue;
                 }
-                StateProj::Ready { service, message } => match ready!(service.poll_ready(cx)) {
-                    Ok(()) => {
+                StateProj::Ready { service, message } => match service.poll_ready(cx) {
+                    Poll::Pending => {
+                        let deadline = message.as_ref().and_then(Message::deadline);
+                        ready!(this.ready_by.poll_expired(deadline, cx));
+                        Error::expired()
+                    }
+                    Poll::Ready(Ok(())) => {
                         let message = message
                             .take()
                             .expect("the message waits for the secondary call");
@@ -109,7 +118,7 @@ where
                         this.state.set(State::Secondary { future });
                         continue;
                     }
-                    Err(error) => error,
+                    Poll::Ready(Err(error)) => error,
                 },
                 StateProj::Secondary { future } => match ready!(future.poll(cx)) {
                     Ok(response) => return Poll::Ready(Ok(response)),

@@ -11,6 +11,7 @@ use tower::retry::Policy;
 
 use super::Shared;
 use crate::error::Error;
+use crate::layer::timeout::future::ReadyBy;
 use crate::message::Message;
 
 pin_project! {
@@ -27,6 +28,7 @@ pin_project! {
         shared: Arc<Shared<P, S>>,
         policy: Option<P>,
         service: Option<Box<S>>,
+        ready_by: ReadyBy,
     }
 }
 
@@ -51,6 +53,7 @@ where
             shared,
             policy: None,
             service: None,
+            ready_by: ReadyBy::default(),
         }
     }
 }
@@ -87,7 +90,11 @@ where
                     let service = this
                         .service
                         .get_or_insert_with(|| Box::new(shared.spare.clone()));
-                    ready!(service.poll_ready(cx))?;
+                    if service.poll_ready(cx)?.is_pending() {
+                        let deadline = this.copy.as_ref().and_then(Message::deadline);
+                        ready!(this.ready_by.poll_expired(deadline, cx));
+                        return Poll::Ready(Err(Error::expired()));
+                    }
                     let (Some(message), Some(policy)) = (this.copy.take(), this.policy.as_mut())
                     else {
                         unreachable!("a retry is scheduled only with a copy and a policy");

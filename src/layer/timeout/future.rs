@@ -22,6 +22,9 @@ pub(crate) enum Limit {
     },
     /// The call deadline set by the [`Deadline`](crate::layer::deadline) layer.
     Call { budget: Duration, deadline: Instant },
+    /// No timer of its own: the layers below bound every wait by the
+    /// message's deadline.
+    Delegated,
 }
 
 impl Limit {
@@ -32,6 +35,7 @@ impl Limit {
                 deadline.map_or(attempt, |deadline| deadline.min(attempt))
             }
             Self::Call { deadline, .. } => deadline,
+            Self::Delegated => Instant::now(),
         }
     }
 
@@ -45,6 +49,7 @@ impl Limit {
                 "call deadline of {} ms exceeded",
                 budget.as_millis()
             )),
+            Self::Delegated => Error::expired(),
         }
     }
 }
@@ -114,6 +119,9 @@ where
                 if let Poll::Ready(result) = inner.poll(cx) {
                     return Poll::Ready(result);
                 }
+                if matches!(limit, Limit::Delegated) {
+                    return Poll::Pending;
+                }
                 let sleep = sleep.get_or_insert_with(|| Box::pin(sleep_until(limit.deadline())));
                 ready!(sleep.as_mut().poll(cx));
                 Poll::Ready(Err(limit.error()))
@@ -122,5 +130,31 @@ where
                 Poll::Ready(Err(error.take().expect("polled after completion")))
             }
         }
+    }
+}
+
+/// Bounds a wait for a service's readiness by the message deadline, arming
+/// a timer only once the wait has begun: the retry and fallback futures use
+/// it so no wait escapes the deadline when the deadline layer has no timer of
+/// its own.
+#[derive(Debug, Default)]
+pub(crate) struct ReadyBy {
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl ReadyBy {
+    /// `Ready` once `deadline` has passed; never without a deadline.
+    pub(crate) fn poll_expired(
+        &mut self,
+        deadline: Option<Instant>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        let Some(deadline) = deadline else {
+            return Poll::Pending;
+        };
+        self.sleep
+            .get_or_insert_with(|| Box::pin(sleep_until(deadline)))
+            .as_mut()
+            .poll(cx)
     }
 }
