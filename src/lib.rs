@@ -66,6 +66,7 @@
 // Integration tests and benches unwrap freely; the library and the binary
 // must not (a peer or the network can make anything fail).
 #![deny(clippy::unwrap_used)]
+#![forbid(unsafe_code)]
 
 pub mod amqp;
 pub mod config;

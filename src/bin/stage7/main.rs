@@ -4,6 +4,7 @@
 // Integration tests and benches unwrap freely; the library and the binary
 // must not (a peer or the network can make anything fail).
 #![deny(clippy::unwrap_used)]
+#![forbid(unsafe_code)]
 
 mod bench;
 mod commands;

@@ -1,0 +1,85 @@
+//! The full stack allocates nothing of its own on the success path: counted
+//! with a global allocator over a backend that answers at once without
+//! allocating.
+#![allow(
+    unsafe_code,
+    reason = "a global allocator is an unsafe trait; this one only counts"
+)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::{Ready, ready};
+use std::task::{Context, Poll};
+
+use serde_json::json;
+use stage7_transport::{BranchConfig, Delivery, Error, Message, Route, TransportBuilder};
+use tower::{Service, ServiceExt};
+
+/// Counts the allocations of the current thread.
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[derive(Clone, Copy)]
+struct Bare(Route);
+
+impl Service<Message> for Bare {
+    type Response = Delivery;
+    type Error = Error;
+    type Future = Ready<Result<Delivery, Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Message) -> Self::Future {
+        ready(Ok(Delivery::new(self.0, None)))
+    }
+}
+
+#[test]
+fn the_success_path_allocates_nothing() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut stack = TransportBuilder::new(Bare(Route::Amqp))
+            .primary_config(BranchConfig::new(Route::Amqp))
+            .secondary(Bare(Route::Http))
+            .secondary_config(BranchConfig::new(Route::Http))
+            .build()
+            .unwrap();
+        let message = Message::request("brain", json!({"q": 1}));
+        // The first call to a recipient creates its circuit.
+        stack.ready().await.unwrap();
+        stack.call(message.clone()).await.unwrap();
+
+        let before = ALLOCATIONS.with(Cell::get);
+        for _ in 0..1000 {
+            stack.ready().await.unwrap();
+            let delivery = stack.call(message.clone()).await.unwrap();
+            assert_eq!(delivery.route(), Route::Amqp);
+        }
+        let allocations = ALLOCATIONS.with(Cell::get) - before;
+        assert_eq!(allocations, 0, "allocations over 1000 calls");
+    });
+}
