@@ -135,9 +135,12 @@ where
         }
     }
 
+    #[inline]
     fn call(&mut self, message: Message) -> Self::Future {
-        if let Some(mut secondary) = self.bypass.take() {
-            return ResponseFuture::bypassed(secondary.call(message));
+        if let Some(secondary) = self.bypass.as_mut() {
+            let future = secondary.call(message);
+            self.bypass = None;
+            return ResponseFuture::bypassed(future);
         }
         let fallback = self
             .secondary
