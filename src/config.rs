@@ -209,10 +209,7 @@ impl Config {
                 )
             }
         });
-        let scheme_ok = ["amqp://"]
-            .iter()
-            .any(|scheme| rabbitmq_url.expose().starts_with(scheme));
-        if !scheme_ok {
+        if !rabbitmq_url.expose().starts_with("amqp://") {
             return Err(Error::config(format!(
                 "RABBITMQ_URL must start with amqp:// (amqps:// is not supported by this build), got {}",
                 redact_url(rabbitmq_url.expose())
@@ -236,7 +233,7 @@ impl Config {
                 // Other programs' `*_URL` variables (https, databases,
                 // credentials in the URL) are not routes; they are skipped,
                 // never fatal.
-                let route = candidate && is_plain_http_base(value);
+                let route = candidate && crate::http::resolve::parse_base(value).is_ok();
                 if candidate && !route {
                     tracing::debug!(
                         variable = name.as_str(),
@@ -261,14 +258,6 @@ impl Config {
             max_message_size,
         })
     }
-}
-
-/// An `http://` base without credentials in it.
-fn is_plain_http_base(value: &str) -> bool {
-    value.strip_prefix("http://").is_some_and(|rest| {
-        let authority = rest.split('/').next().unwrap_or_default();
-        !authority.is_empty() && !authority.contains('@')
-    })
 }
 
 fn number(value: Option<&str>, name: &str) -> Result<Option<u64>> {
@@ -383,10 +372,14 @@ mod tests {
             ("GITHUB_SERVER_URL", "https://github.com"),
             ("DATABASE_URL", "postgres://u:p@db/x"),
             ("SECRET_URL", "http://user:pw@host"),
+            ("QUERY_URL", "http://host/?q=1"),
+            ("SPACE_URL", "http://a b"),
         ])
         .unwrap();
         assert_eq!(config.http_routes.len(), 1);
         assert_eq!(config.http_routes["brain"], "http://brain:5070");
+        crate::http::resolve::StaticResolver::from_config(&config)
+            .expect("every route the config keeps is a valid base");
         let error = Config::from_vars([("RABBITMQ_URL", "amqps://h")]).unwrap_err();
         assert!(
             error.to_string().contains("amqps:// is not supported"),

@@ -54,7 +54,7 @@ use tower::ServiceExt;
 
 use crate::amqp::{AmqpTransport, Subscriber, Subscription};
 use crate::config::{Config, Secret, redact_url};
-use crate::error::{Error, ErrorClass, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::handler::{BoxHandler, Handler};
 use crate::http::client::{Client, bearer, new_client};
 use crate::http::{HttpServer, HttpTransport, ResolverChain, ServerHandle, StaticResolver};
@@ -78,7 +78,9 @@ pub type EntityStack = Stack<AmqpTransport, HttpTransport>;
 ///
 /// # Clone
 ///
-/// Clones share the entity: call from as many tasks as you like.
+/// Clones share the entity: call from as many tasks as you like. Dropping
+/// the last one stops the entity in the background; [`shutdown`](Self::shutdown)
+/// stops it and waits.
 #[derive(Clone)]
 pub struct Entity {
     inner: Arc<Inner>,
@@ -184,19 +186,13 @@ impl Entity {
     ///
     /// # Errors
     ///
-    /// As [`call`](Self::call), or [`Protocol`](ErrorKind::Protocol) when
+    /// As [`call`](Self::call), or [`Protocol`](crate::ErrorKind::Protocol) when
     /// the peer answered without a reply.
     pub async fn request(&self, recipient: &str, content: Value) -> Result<Message> {
         self.call(Message::request(recipient, content))
             .await?
             .into_reply()
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Protocol,
-                    ErrorClass::Rejected,
-                    "the peer sent no reply",
-                )
-            })
+            .ok_or_else(Error::no_reply)
     }
 
     /// Stops receiving and lets running handlers finish within the
@@ -233,6 +229,19 @@ impl Entity {
         self.inner.amqp.close();
         tracing::info!(id = self.inner.id, "entity stopped");
         served
+    }
+}
+
+/// The last clone dropped without [`Entity::shutdown`]: everything stops in
+/// the background, as `shutdown` would stop it.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(registration) = lock(&self.registration).take() {
+            registration.abort();
+        }
+        if let Some(subscriber) = lock(&self.subscriber).take() {
+            subscriber.stop(self.grace);
+        }
     }
 }
 
@@ -360,8 +369,8 @@ impl EntityBuilder {
     ///
     /// # Errors
     ///
-    /// [`Config`](ErrorKind::Config) for invalid settings, or
-    /// [`Unavailable`](ErrorKind::Unavailable) when the endpoint cannot
+    /// [`Config`](crate::ErrorKind::Config) for invalid settings, or
+    /// [`Unavailable`](crate::ErrorKind::Unavailable) when the endpoint cannot
     /// listen.
     pub async fn start(self) -> Result<Entity> {
         let config = self.config;
@@ -452,7 +461,7 @@ impl Stack<AmqpTransport, HttpTransport> {
     ///
     /// # Errors
     ///
-    /// [`Config`](ErrorKind::Config) naming an unusable setting.
+    /// [`Config`](crate::ErrorKind::Config) naming an unusable setting.
     pub fn standard(amqp: AmqpTransport, config: &Config) -> Result<Self> {
         assemble(
             amqp,
@@ -474,15 +483,10 @@ fn assemble(
     http_branch: BranchConfig,
     retry: RetryPolicyBuilder,
 ) -> Result<EntityStack> {
-    let mut http = HttpTransport::builder(resolver)
-        .request_timeout(config.attempt_timeout)
-        .max_message_size(config.max_message_size);
-    if let Some(token) = &config.http_token {
-        http = http.token(token.clone());
-    }
+    let http = HttpTransport::builder(resolver).config(config).build()?;
     TransportBuilder::new(amqp)
         .primary_config(amqp_branch.default_attempt_timeout(config.attempt_timeout))
-        .secondary(http.build()?)
+        .secondary(http)
         .secondary_config(http_branch.default_attempt_timeout(config.attempt_timeout))
         .deadline(config.deadline)
         .retry(retry)
@@ -547,7 +551,7 @@ impl Registration {
         let mut request = Request::builder()
             .method(Method::POST)
             .uri(target)
-            .header(header::CONTENT_TYPE, "application/json");
+            .header(header::CONTENT_TYPE, crate::message::APPLICATION_JSON);
         if let Some(token) = &self.token {
             request = request.header(header::AUTHORIZATION, bearer(token)?);
         }

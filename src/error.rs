@@ -63,14 +63,15 @@ impl ErrorClass {
             Self::Rejected => "rejected",
         }
     }
-}
 
-impl ErrorClass {
     /// Parses [`as_str`](Self::as_str)'s output.
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::NotDelivered, Self::UnknownOutcome, Self::Rejected]
-            .into_iter()
-            .find(|class| class.as_str() == name)
+        match name {
+            "not_delivered" => Some(Self::NotDelivered),
+            "unknown_outcome" => Some(Self::UnknownOutcome),
+            "rejected" => Some(Self::Rejected),
+            _ => None,
+        }
     }
 }
 
@@ -95,7 +96,8 @@ macro_rules! error_kinds {
 
         impl ErrorKind {
             /// Every kind, in declaration order.
-            pub const ALL: &[ErrorKind] = &[$(Self::$kind,)*];
+            #[cfg(test)]
+            pub(crate) const ALL: &[ErrorKind] = &[$(Self::$kind,)*];
 
             /// A short lowercase name, used in logs, metric labels and the
             /// `kind` field of error replies.
@@ -475,6 +477,14 @@ impl ErrorBody {
             .and_then(ErrorClass::parse)
             .unwrap_or(kind.remote_class());
         Error::new(kind, class, format!("peer replied: {}", self.error))
+    }
+}
+
+impl ErrorBody {
+    /// `error` as the JSON body of an error reply.
+    pub(crate) fn json(error: &Error) -> Vec<u8> {
+        serde_json::to_vec(&Self::from(error))
+            .unwrap_or_else(|_| br#"{"error":"internal error","kind":"protocol"}"#.to_vec())
     }
 }
 

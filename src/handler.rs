@@ -3,9 +3,8 @@
 //! A handler is any [`tower::Service`] taking a [`Message`] and answering with
 //! an optional reply. The reply is sent back for synchronous messages and
 //! ignored for the rest; an error becomes an error reply (synchronous) or a
-//! dead letter (asynchronous). Errors may be any type: a crate [`Error`] keeps
-//! its kind and class, anything else becomes
-//! [`Handler`](crate::ErrorKind::Handler) / [`Rejected`](crate::ErrorClass::Rejected).
+//! dead letter (asynchronous). Errors may be any type: see [`handler_error`]
+//! for what the sender is told.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -25,7 +24,7 @@ use std::task::{Context, Poll};
 use tower::util::BoxCloneSyncService;
 use tower::{Service, ServiceExt};
 
-use crate::error::{BoxError, Error};
+use crate::error::{BoxError, Error, ErrorClass};
 use crate::message::Message;
 
 /// A [`Service`] that receives messages. Implemented for every service of the
@@ -58,12 +57,24 @@ impl<H> Handler for H where
 /// delivered, to this handler, which may have acted before it failed.
 pub fn handler_error(error: impl Into<BoxError>) -> Error {
     match error.into().downcast::<Error>() {
-        Ok(error) if error.is_not_delivered() => {
-            error.with_class(crate::ErrorClass::UnknownOutcome)
-        }
+        Ok(error) if error.is_not_delivered() => error.with_class(ErrorClass::UnknownOutcome),
         Ok(error) => *error,
         Err(other) => Error::rejected(format!("handler failed: {other}")).with_source(other),
     }
+}
+
+/// The error a sender gets when the handler's reply cannot be encoded
+/// (typically too large). Rejected: the receiver remembers the reply for its
+/// `id`, so a retry would fail the same way. Logged as a warning: the
+/// handler's author has a bug to hear about.
+pub(crate) fn unsendable_reply(error: &Error) -> Error {
+    let error = Error::new(
+        error.kind(),
+        ErrorClass::Rejected,
+        format!("the handler's reply cannot be sent: {}", error.detail()),
+    );
+    tracing::warn!(%error, "a handler's reply was refused");
+    error
 }
 
 /// A type-erased, clonable [`Handler`] whose errors are the crate [`Error`].

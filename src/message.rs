@@ -40,6 +40,18 @@ use crate::error::{Error, Result};
 /// The default limit on an encoded message: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 
+/// The media type of an encoded message, on every route.
+pub(crate) const APPLICATION_JSON: &str = "application/json";
+
+/// Whether a `Content-Type` value is [`APPLICATION_JSON`], parameters such
+/// as `charset` allowed.
+pub(crate) fn is_json(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case(APPLICATION_JSON))
+}
+
 macro_rules! message_types {
     ($($(#[$doc:meta])* $variant:ident => $wire:literal,)*) => {
         /// The `type` of a message: every value Stage7's services use, and
@@ -533,29 +545,24 @@ impl<'de> Deserialize<'de> for Message {
     }
 }
 
-/// Decoded fields, and whether the JSON carried an id.
-struct Decoded {
-    fields: Fields,
-    had_id: bool,
-}
-
-impl Decoded {
-    /// The message, with `fallback` or a fresh id when the JSON had none.
+impl Fields {
+    /// The message, with `fallback` or a fresh id when the JSON had none
+    /// (decoding refuses an empty one, so empty means absent).
     fn into_message(mut self, fallback: Option<&str>) -> Message {
-        if !self.had_id {
-            self.fields.id = fallback
+        if self.id.is_empty() {
+            self.id = fallback
                 .filter(|id| !id.is_empty())
                 .map_or_else(new_id, str::to_owned);
         }
         Message {
-            fields: Arc::new(self.fields),
+            fields: Arc::new(self),
             deadline: None,
             started: None,
         }
     }
 }
 
-impl<'de> Deserialize<'de> for Decoded {
+impl<'de> Deserialize<'de> for Fields {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         deserializer.deserialize_map(FieldsVisitor)
     }
@@ -596,13 +603,13 @@ fn strip_position(text: &str) -> &str {
 }
 
 impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Decoded;
+    type Value = Fields;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a message object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Decoded, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Fields, A::Error> {
         let mut id: Option<String> = None;
         let mut kind: Option<MessageType> = None;
         let mut sender: Option<String> = None;
@@ -647,8 +654,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
         if id.as_deref().is_some_and(str::is_empty) {
             return Err(de::Error::custom("field `id` must not be empty"));
         }
-        let had_id = id.is_some();
-        let fields = Fields {
+        Ok(Fields {
             id: id.unwrap_or_default(),
             kind,
             sender,
@@ -661,8 +667,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
             visibility: visibility.flatten(),
             data,
             extra,
-        };
-        Ok(Decoded { fields, had_id })
+        })
     }
 }
 
@@ -742,8 +747,8 @@ impl Codec {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::invalid("invalid message: empty body"));
         }
-        match serde_json::from_slice::<Decoded>(bytes) {
-            Ok(decoded) => Ok(decoded.into_message(transport_id)),
+        match serde_json::from_slice::<Fields>(bytes) {
+            Ok(fields) => Ok(fields.into_message(transport_id)),
             // Field errors wrap the parser's, hiding a syntax error inside a
             // field; a second, message-blind parse tells them apart.
             Err(error) => Err(

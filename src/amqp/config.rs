@@ -26,7 +26,6 @@ pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_millis(500);
 pub const DEFAULT_WINDOW: usize = 1024;
 
 /// Settings shared by the transport's supervisor, publisher and consumers.
-#[derive(Clone)]
 pub(crate) struct Settings {
     pub(crate) uri: AMQPUri,
     pub(crate) redacted: String,

@@ -24,10 +24,12 @@ use super::topology::{
     BROADCAST, DEAD_LETTER_EXCHANGE, ERROR_HEADER, REASON_HEADER, declare_queue, queue_name,
     routing_key,
 };
+use bytes::Bytes;
+
 use crate::error::{Error, ErrorBody};
-use crate::handler::{BoxHandler, Handler};
+use crate::handler::{BoxHandler, Handler, unsendable_reply};
 use crate::layer::dedup::{Dedup, DedupLayer};
-use crate::message::{Codec, Message};
+use crate::message::{APPLICATION_JSON, Codec, Message, is_json};
 
 /// Default number of unacknowledged messages a consumer holds, which is also
 /// how many handlers run at once: 64.
@@ -184,6 +186,11 @@ impl Subscriber {
         self.stop.send_replace(Some(grace));
         let _ = self.task.await;
     }
+
+    /// Stops as [`shutdown`](Self::shutdown) does, in the background.
+    pub(crate) fn stop(self, grace: Duration) {
+        self.stop.send_replace(Some(grace));
+    }
 }
 
 pub(crate) fn start(
@@ -236,7 +243,7 @@ async fn run(
                 Err(_) => break Duration::ZERO,
             },
             Some(grace) = stopped(&mut stop) => break grace,
-            _ = closing.changed() => break Duration::ZERO,
+            _ = closing.wait_for(|closing| *closing) => break Duration::ZERO,
         };
         let Some(link) = link else { continue };
         let (channels, consumers) = match arm(&link, &subscription).await {
@@ -249,7 +256,7 @@ async fn run(
         };
         tracing::info!(queue, generation = link.generation, "consuming");
         consuming.send_replace(true);
-        let tags: Vec<String> = consumers.iter().map(|(tag, _)| tag.clone()).collect();
+        let tags: Vec<ShortString> = consumers.iter().map(|(tag, _)| tag.clone()).collect();
         let streams = consumers.into_iter().map(|(_, stream)| stream).collect();
         let ended = consume(
             &shared,
@@ -266,7 +273,7 @@ async fn run(
             for tag in tags {
                 let _ = channels
                     .consume
-                    .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+                    .basic_cancel(tag, BasicCancelOptions::default())
                     .await;
             }
             finish(&mut in_flight, grace).await;
@@ -316,7 +323,7 @@ struct Channels {
 async fn arm(
     link: &Link,
     subscription: &Subscription,
-) -> lapin::Result<(Arc<Channels>, Vec<(String, Deliveries)>)> {
+) -> lapin::Result<(Arc<Channels>, Vec<(ShortString, Deliveries)>)> {
     let channel = link.connection.create_channel().await?;
     let dead_letters = link.connection.create_channel().await?;
     dead_letters
@@ -329,22 +336,18 @@ async fn arm(
         .expires
         .map(|unused| u64::try_from(unused.as_millis()).unwrap_or(u64::MAX));
     let mut consumers = Vec::new();
-    for (index, (queue, keys)) in subscription.queues().into_iter().enumerate() {
+    for (queue, keys) in subscription.queues() {
         declare_queue(&channel, &queue, &keys, expires).await?;
-        let tag = if index == 0 {
-            format!("{}-{}", subscription.queue(), link.generation)
-        } else {
-            format!("{}-{}-{index}", subscription.queue(), link.generation)
-        };
+        // The broker names the consumer: ours could outgrow a short string.
         let consumer: Consumer = channel
             .basic_consume(
                 queue.as_str().into(),
-                tag.as_str().into(),
+                ShortString::default(),
                 Default::default(),
                 FieldTable::default(),
             )
             .await?;
-        consumers.push((tag, Box::pin(consumer) as Deliveries));
+        consumers.push((consumer.tag(), Box::pin(consumer) as Deliveries));
     }
     let channels = Channels {
         consume: channel,
@@ -455,18 +458,12 @@ async fn handle(delivery: AmqpDelivery, channels: Arc<Channels>, handler: Handli
 }
 
 fn decode(delivery: &AmqpDelivery, codec: Codec) -> Result<Message, Error> {
-    if let Some(content_type) = delivery.properties.content_type() {
-        let essence = content_type
-            .as_str()
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim();
-        if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(Error::invalid(format!(
-                "content type `{content_type}` is not application/json"
-            )));
-        }
+    if let Some(content_type) = delivery.properties.content_type()
+        && !is_json(content_type.as_str())
+    {
+        return Err(Error::invalid(format!(
+            "content type `{content_type}` is not {APPLICATION_JSON}"
+        )));
     }
     let transport_id = delivery
         .properties
@@ -483,34 +480,30 @@ async fn send_reply(
     answer: Result<&Message, &Error>,
     codec: Codec,
 ) {
-    let mut properties = BasicProperties::default().with_content_type("application/json".into());
+    let mut properties = BasicProperties::default().with_content_type(APPLICATION_JSON.into());
     if let Some(correlation) = request.properties.correlation_id() {
         properties = properties.with_correlation_id(correlation.clone());
     }
-    let encoded = match answer {
-        Ok(reply) => codec.encode(reply).map(|body| (reply.id(), body)),
-        Err(error) => Err(Error::new(
-            error.kind(),
-            error.class(),
-            error.detail().to_owned(),
-        )),
+    let error_body = |properties: BasicProperties, error: &Error| {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            ERROR_HEADER.into(),
+            AMQPValue::LongString(error.kind().as_str().into()),
+        );
+        (
+            properties.with_headers(headers),
+            ErrorBody::json(error).into(),
+        )
     };
-    let body = match encoded {
-        Ok((id, body)) => {
-            if let Ok(id) = ShortString::try_new(id) {
-                properties = properties.with_message_id(id);
-            }
-            body.to_vec()
-        }
-        Err(error) => {
-            let mut headers = FieldTable::default();
-            headers.insert(
-                ERROR_HEADER.into(),
-                AMQPValue::LongString(error.kind().as_str().into()),
-            );
-            properties = properties.with_headers(headers);
-            serde_json::to_vec(&ErrorBody::from(&error)).unwrap_or_default()
-        }
+    let (properties, body): (_, Bytes) = match answer {
+        Ok(reply) => match codec.encode(reply) {
+            Ok(body) => match ShortString::try_new(reply.id()) {
+                Ok(id) => (properties.with_message_id(id), body),
+                Err(_) => (properties, body),
+            },
+            Err(error) => error_body(properties, &unsendable_reply(&error)),
+        },
+        Err(error) => error_body(properties, error),
     };
     let sent = channel
         .basic_publish(
@@ -556,7 +549,7 @@ async fn dead_letter(channel: &Channel, delivery: &AmqpDelivery, error: &Error) 
         )
         .await;
     let stored = match published {
-        Ok(confirm) => Settle::new(confirm, None)
+        Ok(confirm) => Settle::new(confirm, None, None)
             .await
             .ok()
             .and_then(|c| confirmed(c, DEAD_LETTER_EXCHANGE).ok()),

@@ -246,7 +246,7 @@ impl Service<Message> for AmqpTransport {
         let shared = self.shared.clone();
         let owner = self.owner.clone();
         Box::pin(async move {
-            let _in_flight = (permit, owner);
+            let _owner = owner;
             // A failing call completes at once; a caller retrying in a loop
             // must still let the runtime run (the supervisor among others).
             tokio::task::coop::consume_budget().await;
@@ -256,9 +256,19 @@ impl Service<Message> for AmqpTransport {
                 .encode(&message)
                 .map_err(|e| e.with_route(Route::Amqp))?;
             let result = if message.requires_sync() {
-                link.rpc.call(&message, envelope, &body, codec).await
+                link.rpc
+                    .call(&link.drain, permit, &message, envelope, &body, codec)
+                    .await
             } else {
-                publisher::publish(&link.publisher, &message, envelope, &body).await
+                publisher::publish(
+                    &link.publisher,
+                    &link.drain,
+                    permit,
+                    &message,
+                    envelope,
+                    &body,
+                )
+                .await
             };
             if result.as_ref().is_err_and(Error::is_not_delivered) && !link.rpc.is_open() {
                 shared.broken.notify_one();

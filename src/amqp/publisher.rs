@@ -8,14 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::topology::{EXCHANGE, routing_key};
 use crate::error::{Error, ErrorClass, ErrorKind};
-use crate::message::Message;
+use crate::message::{APPLICATION_JSON, Message};
 use crate::transport::{Delivery, Route};
 
 const PERSISTENT: u8 = 2;
-const JSON: &str = "application/json";
 
 /// An AMQP short string (at most 255 bytes), or an error naming the
 /// message field that does not fit.
@@ -46,7 +46,7 @@ impl Envelope {
             .map_or(0, |elapsed| elapsed.as_secs());
         let mut properties = BasicProperties::default()
             .with_delivery_mode(PERSISTENT)
-            .with_content_type(JSON.into())
+            .with_content_type(APPLICATION_JSON.into())
             .with_message_id(short("id", message.id())?)
             .with_timestamp(now);
         if !message.sender().is_empty() {
@@ -59,15 +59,19 @@ impl Envelope {
     }
 }
 
-/// Where confirms nobody waits for any more go to be awaited: one task per
-/// channel rather than one per call.
-pub(crate) type Drain = tokio::sync::mpsc::UnboundedSender<PublisherConfirm>;
+/// A confirm nobody waits for any more, and the window permit of its call.
+type Unsettled = (PublisherConfirm, Option<OwnedSemaphorePermit>);
 
-/// Starts the task that awaits the confirms sent to the returned [`Drain`].
+/// Where confirms nobody waits for any more go to be awaited: one task per
+/// connection rather than one per call.
+pub(crate) type Drain = tokio::sync::mpsc::UnboundedSender<Unsettled>;
+
+/// Starts the task that awaits the confirms sent to the returned [`Drain`],
+/// releasing each one's permit when it settles.
 pub(crate) fn drain() -> Drain {
-    let (drain, mut confirms) = tokio::sync::mpsc::unbounded_channel::<PublisherConfirm>();
+    let (drain, mut confirms) = tokio::sync::mpsc::unbounded_channel::<Unsettled>();
     tokio::spawn(async move {
-        while let Some(confirm) = confirms.recv().await {
+        while let Some((confirm, _permit)) = confirms.recv().await {
             let _ = confirm.await;
         }
     });
@@ -76,19 +80,27 @@ pub(crate) fn drain() -> Drain {
 
 /// A publisher confirm that is awaited even when nobody waits for it any
 /// more: lapin keeps every confirm dropped unresolved until its channel
-/// closes, so dropping them leaks memory call after call.
+/// closes, so dropping them leaks memory call after call. The call's window
+/// permit is held until the confirm settles, so calls that time out cannot
+/// pile up unconfirmed publishes past the window.
 pub(crate) struct Settle<'a> {
     confirm: Option<PublisherConfirm>,
     drain: Option<&'a Drain>,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl<'a> Settle<'a> {
     /// Settles `confirm` through `drain` if it is dropped unresolved, or in a
-    /// task of its own without one.
-    pub(crate) fn new(confirm: PublisherConfirm, drain: Option<&'a Drain>) -> Self {
+    /// task of its own without one; `permit` is released once it settles.
+    pub(crate) fn new(
+        confirm: PublisherConfirm,
+        drain: Option<&'a Drain>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
         Self {
             confirm: Some(confirm),
             drain,
+            permit,
         }
     }
 
@@ -116,16 +128,18 @@ impl Drop for Settle<'_> {
         let Some(confirm) = self.confirm.take() else {
             return;
         };
-        let confirm = match self.drain {
-            Some(drain) => match drain.send(confirm) {
+        let unsettled = (confirm, self.permit.take());
+        let (confirm, permit) = match self.drain {
+            Some(drain) => match drain.send(unsettled) {
                 Ok(()) => return,
                 Err(unsent) => unsent.0,
             },
-            None => confirm,
+            None => unsettled,
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let _ = confirm.await;
+                drop(permit);
             });
         }
     }
@@ -185,9 +199,12 @@ pub(crate) fn confirmed(confirmation: Confirmation, recipient: &str) -> Result<(
     }
 }
 
-/// Publishes an asynchronous message and waits for the broker's confirm.
+/// Publishes an asynchronous message and waits for the broker's confirm;
+/// `permit` is held until the confirm settles, even if the call is dropped.
 pub(crate) async fn publish(
     channel: &Channel,
+    drain: &Drain,
+    permit: Option<OwnedSemaphorePermit>,
     message: &Message,
     envelope: Envelope,
     body: &[u8],
@@ -202,7 +219,7 @@ pub(crate) async fn publish(
         )
         .await
         .map_err(not_sent)?;
-    let confirmation = Settle::new(confirm, None)
+    let confirmation = Settle::new(confirm, Some(drain), permit)
         .await
         .map_err(|e| lost(e, "broker's confirm"))?;
     confirmed(confirmation, message.recipient().unwrap_or_default())?;

@@ -18,9 +18,9 @@ use lapin::message::Delivery as AmqpDelivery;
 use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
-use tokio::sync::oneshot;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::publisher::{Drain, Envelope, Settle, confirmed, drain, lost, mandatory, not_sent};
+use super::publisher::{Drain, Envelope, Settle, confirmed, lost, mandatory, not_sent};
 use super::topology::{ERROR_HEADER, EXCHANGE, REPLY_TO};
 use crate::error::{Error, ErrorBody, ErrorClass, ErrorKind};
 use crate::message::{Codec, Message};
@@ -32,7 +32,6 @@ type Waiter = oneshot::Sender<Result<AmqpDelivery, Error>>;
 pub(crate) struct Rpc {
     channel: Channel,
     pending: Arc<Pending>,
-    drain: Drain,
 }
 
 /// Calls waiting for a reply, by correlation id.
@@ -166,11 +165,7 @@ impl Rpc {
             generation,
         });
         tokio::spawn(dispatch(consumer, pending.clone()));
-        Ok(Self {
-            channel,
-            pending,
-            drain: drain(),
-        })
+        Ok(Self { channel, pending })
     }
 
     pub(crate) fn pending(&self) -> &Arc<Pending> {
@@ -183,9 +178,12 @@ impl Rpc {
     }
 
     /// Publishes a request and waits for its reply. A return (no queue for
-    /// the recipient) or a nack ends the call at once.
+    /// the recipient) or a nack ends the call at once. `permit` is held
+    /// until the call ends or, if later, its confirm settles.
     pub(crate) async fn call(
         &self,
+        drain: &Drain,
+        permit: Option<OwnedSemaphorePermit>,
         message: &Message,
         envelope: Envelope,
         body: &[u8],
@@ -215,7 +213,7 @@ impl Rpc {
         // The reply usually beats the confirm (a persistent message is
         // confirmed after it is written to disk); the confirm is still
         // settled, in the background, when the call ends first.
-        let mut confirm = Settle::new(confirm, Some(&self.drain));
+        let mut confirm = Settle::new(confirm, Some(drain), permit);
         let mut reply = pin!(reply);
         let delivery = loop {
             tokio::select! {

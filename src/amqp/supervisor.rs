@@ -12,6 +12,7 @@ use lapin::{Channel, Connection, ConnectionProperties, Event};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::config::Settings;
+use super::publisher::{Drain, drain};
 use super::rpc::Rpc;
 use super::topology::declare_exchanges;
 
@@ -23,6 +24,8 @@ pub(crate) struct Link {
     pub(crate) connection: Connection,
     pub(crate) publisher: Channel,
     pub(crate) rpc: Rpc,
+    /// Settles the confirms of calls that ended before them.
+    pub(crate) drain: Drain,
 }
 
 impl Link {
@@ -109,7 +112,7 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
             tokio::time::timeout(settings.connect_timeout * 2, connect(settings, generation));
         let outcome = tokio::select! {
             outcome = attempt => outcome,
-            _ = closing.changed() => break,
+            _ = closing.wait_for(|closing| *closing) => break,
         };
         let failure = match outcome {
             Ok(Ok((link, events))) => {
@@ -159,12 +162,10 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
         tracing::warn!(connection, url = settings.redacted, %failure, ?wait, "cannot connect to RabbitMQ");
         shared.set_last_failure(Some(failure));
         shared.attempts.send_modify(|attempts| *attempts += 1);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = closing.changed() => break,
-        }
+        pause(&mut closing, wait).await;
     }
     shared.link.send_replace(None);
+    shared.window.close();
     tracing::debug!(connection, "AMQP supervisor stopped");
 }
 
@@ -182,6 +183,7 @@ async fn connect(settings: &Settings, generation: u64) -> lapin::Result<(Link, E
                 connection,
                 publisher,
                 rpc,
+                drain: drain(),
             },
             events,
         )),
@@ -218,7 +220,7 @@ async fn serve(
                 }
                 return "a channel of the connection failed".to_owned();
             }
-            _ = closing.changed() => return "transport closed".to_owned(),
+            _ = closing.wait_for(|closing| *closing) => return "transport closed".to_owned(),
         };
         match event {
             Some(Event::Error(error)) if !link.healthy() => return error.to_string(),
@@ -243,6 +245,6 @@ async fn serve(
 pub(crate) async fn pause(closing: &mut watch::Receiver<bool>, wait: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(wait) => {}
-        _ = closing.changed() => {}
+        _ = closing.wait_for(|closing| *closing) => {}
     }
 }

@@ -2,10 +2,11 @@
 //! The table is in the [`http`](super) module docs.
 //!
 //! Why a `503` with our JSON error body is not delivered: our endpoint
-//! answers `503` only before running the handler (overloaded, not ready) or
-//! for a handler's own not-delivered error, whose result the endpoint's
-//! de-duplication keeps. A `503` without our body may come from a proxy
-//! that had already forwarded the request, so its outcome is unknown.
+//! answers `503` only before running the handler (overloaded, not ready);
+//! a handler's own not-delivered error reaches the sender as an unknown
+//! outcome ([`handler_error`](crate::handler::handler_error)), with `502`.
+//! A `503` without our body may come from a proxy that had already
+//! forwarded the request, so its outcome is unknown.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -96,19 +97,17 @@ pub(crate) fn response(
         .ok()
         .filter(|peer| peer.kind().is_some());
     let error = match (status, peer) {
-        (StatusCode::NOT_FOUND, peer) => {
+        (StatusCode::NOT_FOUND | StatusCode::TOO_MANY_REQUESTS, peer) => {
+            let kind = if status == StatusCode::NOT_FOUND {
+                ErrorKind::NoRoute
+            } else {
+                ErrorKind::Overloaded
+            };
             let detail = peer.map_or_else(
                 || quote(status, body),
-                |p| p.into_error().detail().to_owned(),
+                |p| format!("peer replied: {}", p.error),
             );
-            Error::new(ErrorKind::NoRoute, ErrorClass::NotDelivered, detail)
-        }
-        (StatusCode::TOO_MANY_REQUESTS, peer) => {
-            let detail = peer.map_or_else(
-                || quote(status, body),
-                |p| p.into_error().detail().to_owned(),
-            );
-            Error::new(ErrorKind::Overloaded, ErrorClass::NotDelivered, detail)
+            Error::new(kind, ErrorClass::NotDelivered, detail)
         }
         (StatusCode::SERVICE_UNAVAILABLE, Some(peer)) => {
             peer.into_error().with_class(ErrorClass::NotDelivered)
@@ -178,7 +177,7 @@ fn quote(status: StatusCode, body: &[u8]) -> String {
 }
 
 /// An error and its sources, joined with `: `.
-fn causes(error: &(dyn StdError + 'static)) -> String {
+pub(crate) fn causes(error: &(dyn StdError + 'static)) -> String {
     let mut text = error.to_string();
     let mut next = error.source();
     while let Some(source) = next {

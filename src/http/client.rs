@@ -1,4 +1,5 @@
-//! The pooled hyper client the transport and the PostOffice lookup share.
+//! The pooled hyper client the transport and the PostOffice lookup each
+//! build, and the bearer header both send.
 
 use std::time::Duration;
 
@@ -31,8 +32,11 @@ pub(crate) fn new_client(
 }
 
 /// `Bearer {token}` as a header value marked sensitive, so hyper never
-/// prints it.
+/// prints it. An empty token is refused: every endpoint would refuse it.
 pub(crate) fn bearer(token: &Secret) -> Result<HeaderValue> {
+    if token.expose().is_empty() {
+        return Err(Error::config("the bearer token is empty"));
+    }
     let mut value = HeaderValue::try_from(format!("Bearer {}", token.expose()))
         .map_err(|_| Error::config("the bearer token contains characters a header cannot carry"))?;
     value.set_sensitive(true);

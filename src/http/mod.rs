@@ -80,5 +80,5 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
 
 const MESSAGE_PATH: &str = "/message";
-const APPLICATION_JSON: &str = "application/json";
+use crate::message::APPLICATION_JSON;
 const X_REQUEST_ID: &str = "x-request-id";

@@ -30,8 +30,9 @@ use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::time::Instant;
 
+use super::classify::causes;
 use super::client::{Client, bearer, new_client};
-use crate::config::{Config, Secret};
+use crate::config::{Config, Secret, redact_url};
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
 
 /// Default time a PostOffice answer is reused: 30 s.
@@ -143,17 +144,26 @@ impl fmt::Debug for ResolveFuture {
 /// Parses a base URL: `http://host[:port][/prefix]`, trailing `/` ignored.
 pub(crate) fn parse_base(url: &str) -> Result<Uri> {
     let trimmed = url.trim().trim_end_matches('/');
+    let shown = || redact_url(trimmed);
     let uri: Uri = trimmed
         .parse()
-        .map_err(|e| Error::config(format!("`{trimmed}` is not a URL: {e}")))?;
+        .map_err(|e| Error::config(format!("`{}` is not a URL: {e}", shown())))?;
     if uri.scheme() != Some(&http::uri::Scheme::HTTP) || uri.authority().is_none() {
         return Err(Error::config(format!(
-            "`{trimmed}` is not an http://host:port URL (https is not supported)"
+            "`{}` is not an http://host:port URL (https is not supported)",
+            shown()
+        )));
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(Error::config(format!(
+            "`{}`: a base URL cannot carry credentials; set STAGE7_HTTP_TOKEN instead",
+            shown()
         )));
     }
     if uri.query().is_some() {
         return Err(Error::config(format!(
-            "`{trimmed}`: a base URL cannot have a query"
+            "`{}`: a base URL cannot have a query",
+            shown()
         )));
     }
     Ok(uri)
@@ -392,8 +402,7 @@ impl PostOfficeResolver {
     async fn query(&self, field: &str, recipient: &str) -> Result<Option<Uri>> {
         let prefix = self.base.path().trim_end_matches('/');
         let uri = format!(
-            "{}://{}{prefix}/requestComponent?{field}={}",
-            self.base.scheme_str().unwrap_or("http"),
+            "http://{}{prefix}/requestComponent?{field}={}",
             self.base.authority().map_or("", |a| a.as_str()),
             crate::config::percent_encode(recipient)
         );
@@ -402,7 +411,7 @@ impl PostOfficeResolver {
             .parse()
             .map_err(|e| self.unavailable(recipient, format!("bad lookup URL: {e}")))?;
         let headers = request.headers_mut();
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT, HeaderValue::from_static(super::APPLICATION_JSON));
         if let Some(authorization) = &self.authorization {
             headers.insert(AUTHORIZATION, authorization.clone());
         }
@@ -410,12 +419,15 @@ impl PostOfficeResolver {
             .client
             .request(request)
             .await
-            .map_err(|e| self.unavailable(recipient, e.to_string()).with_source(e))?;
+            .map_err(|e| self.unavailable(recipient, causes(&e)).with_source(e))?;
         let status = response.status();
         let body = Limited::new(response.into_body(), MAX_LOOKUP_BODY)
             .collect()
             .await
-            .map_err(|e| self.unavailable(recipient, format!("reading the answer: {e}")))?
+            .map_err(|e| {
+                self.unavailable(recipient, format!("reading the answer: {}", causes(&*e)))
+                    .with_source(e)
+            })?
             .to_bytes();
         if status != StatusCode::OK {
             return Err(self.unavailable(recipient, format!("the PostOffice answered {status}")));

@@ -23,7 +23,7 @@ use super::{
     DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT, MESSAGE_PATH, X_REQUEST_ID,
 };
 use crate::config::{Config, Secret};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, ErrorKind, Result};
 use crate::message::{Codec, DEFAULT_MAX_MESSAGE_SIZE, Message};
 use crate::transport::{Delivery, Route};
 
@@ -101,13 +101,9 @@ impl HttpTransport {
     ///
     /// [`Config`](crate::ErrorKind::Config) naming the unusable setting.
     pub fn from_config(config: &Config) -> Result<Self> {
-        let mut builder = Self::builder(ResolverChain::from_config(config)?)
-            .request_timeout(config.attempt_timeout)
-            .max_message_size(config.max_message_size);
-        if let Some(token) = &config.http_token {
-            builder = builder.token(token.clone());
-        }
-        builder.build()
+        Self::builder(ResolverChain::from_config(config)?)
+            .config(config)
+            .build()
     }
 
     async fn send(self, message: Message) -> Result<Delivery> {
@@ -118,15 +114,25 @@ impl HttpTransport {
         let recipient = message
             .recipient()
             .ok_or_else(|| Error::invalid("message has no recipient"))?;
-        let body = inner.codec.encode(&message)?;
-        let base = inner.resolver.resolve(recipient).await?;
-        let request = inner.request(&base, &message, body)?;
         let now = Instant::now();
         let own = now + inner.request_timeout;
         let until = message.deadline().map_or(own, |deadline| deadline.min(own));
         if until <= now {
             return Err(Error::expired());
         }
+        let body = inner.codec.encode(&message)?;
+        let base = tokio::time::timeout_at(until, inner.resolver.resolve(recipient))
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Timeout,
+                    ErrorClass::NotDelivered,
+                    format!(
+                        "finding `{recipient}` outlasted the request timeout or the call deadline"
+                    ),
+                )
+            })??;
+        let request = inner.request(&base, &message, body)?;
         let exchange = async {
             let response = inner
                 .client
@@ -167,10 +173,10 @@ impl Inner {
         *request.uri_mut() = message_uri(base)?;
         let headers = request.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON));
-        let id = HeaderValue::from_str(message.id()).map_err(|_| {
-            Error::invalid("the message id contains characters a header cannot carry")
-        })?;
-        headers.insert(HeaderName::from_static(X_REQUEST_ID), id);
+        // Only the endpoint's fallback when the JSON has no id.
+        if let Ok(id) = HeaderValue::from_str(message.id()) {
+            headers.insert(HeaderName::from_static(X_REQUEST_ID), id);
+        }
         if let Some(authorization) = &self.authorization {
             headers.insert(AUTHORIZATION, authorization.clone());
         }
@@ -230,6 +236,14 @@ impl fmt::Debug for HttpTransport {
 }
 
 impl HttpTransportBuilder {
+    /// Takes `config`'s bearer token, its attempt timeout as the request
+    /// timeout and its message size limit.
+    pub fn config(mut self, config: &Config) -> Self {
+        self.token.clone_from(&config.http_token);
+        self.request_timeout(config.attempt_timeout)
+            .max_message_size(config.max_message_size)
+    }
+
     /// Sends `Authorization: Bearer {token}` with every message. Default:
     /// none.
     pub fn token(mut self, token: Secret) -> Self {
@@ -331,7 +345,31 @@ impl fmt::Debug for HttpTransportBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{ErrorClass, ErrorKind};
+    use crate::http::resolve::{Resolve, ResolveFuture};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_that_never_answers_ends_with_the_request_timeout() {
+        struct Silent;
+        impl Resolve for Silent {
+            fn resolve(&self, _: &str) -> ResolveFuture {
+                ResolveFuture::new(std::future::pending())
+            }
+        }
+        let transport = HttpTransport::builder(Silent)
+            .request_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let error = transport
+            .send(Message::request("brain", serde_json::json!(1)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (error.kind(), error.class()),
+            (ErrorKind::Timeout, ErrorClass::NotDelivered),
+            "{error}"
+        );
+        assert!(error.detail().contains("finding `brain`"), "{error}");
+    }
 
     #[test]
     fn message_uri_keeps_a_path_prefix() {

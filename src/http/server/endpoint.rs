@@ -17,9 +17,9 @@ use tower::ServiceExt;
 use super::super::{APPLICATION_JSON, MESSAGE_PATH, X_REQUEST_ID};
 use crate::config::Secret;
 use crate::error::{Error, ErrorBody, ErrorClass, ErrorKind};
-use crate::handler::Handler;
+use crate::handler::{Handler, unsendable_reply};
 use crate::layer::dedup::Dedup;
-use crate::message::Codec;
+use crate::message::{Codec, is_json};
 
 const HEALTHY_PATH: &str = "/healthy";
 const READY_PATH: &str = "/ready";
@@ -102,7 +102,12 @@ impl<H: Handler> Endpoint<H> {
                 ),
             );
         };
-        if !is_json(request.headers()) {
+        if !request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(is_json)
+        {
             let error = Error::invalid(format!(
                 "content type must be {APPLICATION_JSON}, got {}",
                 request
@@ -168,18 +173,10 @@ impl<H: Handler> Endpoint<H> {
             Err(error) => return failure(status_for(&error), &error),
         };
         let sync = message.requires_sync();
-        let received = message.clone();
         match self.handler.clone().oneshot(message).await {
             Ok(Some(reply)) if sync => match self.codec.encode(&reply) {
                 Ok(body) => json(StatusCode::OK, body),
-                Err(error) => {
-                    let error = Error::new(
-                        error.kind(),
-                        ErrorClass::UnknownOutcome,
-                        format!("the handler's reply cannot be sent: {}", error.detail()),
-                    );
-                    failure(StatusCode::INTERNAL_SERVER_ERROR, &error)
-                }
+                Err(error) => failure(StatusCode::UNPROCESSABLE_ENTITY, &unsendable_reply(&error)),
             },
             Ok(None) if sync => failure(StatusCode::UNPROCESSABLE_ENTITY, &Error::no_reply()),
             Ok(_) => {
@@ -187,22 +184,22 @@ impl<H: Handler> Endpoint<H> {
                 *accepted.status_mut() = StatusCode::ACCEPTED;
                 accepted
             }
-            Err(error) => {
-                tracing::debug!(id = received.id(), %error, "http endpoint: the handler failed");
-                failure(status_for(&error), &error)
-            }
+            Err(error) => failure(status_for(&error), &error),
         }
     }
 }
 
-/// The status that reports `error`.
+/// The status that reports a decoding or handler `error`. The class decides
+/// wherever the sender's reading of a status would differ from it: a
+/// handler's own downstream "no route" is not a 404, and a handler refusing
+/// its caller is a 403, not the endpoint's 401.
 fn status_for(error: &Error) -> StatusCode {
     match (error.kind(), error.class()) {
-        (ErrorKind::InvalidMessage, _) => StatusCode::BAD_REQUEST,
-        (ErrorKind::Unauthorized, _) => StatusCode::UNAUTHORIZED,
-        (ErrorKind::NoRoute, _) => StatusCode::NOT_FOUND,
-        (ErrorKind::TooLarge, _) => StatusCode::PAYLOAD_TOO_LARGE,
-        (ErrorKind::Timeout, _) => StatusCode::GATEWAY_TIMEOUT,
+        (ErrorKind::InvalidMessage, ErrorClass::Rejected) => StatusCode::BAD_REQUEST,
+        (ErrorKind::Unauthorized, ErrorClass::Rejected) => StatusCode::FORBIDDEN,
+        (ErrorKind::NoRoute, ErrorClass::NotDelivered) => StatusCode::NOT_FOUND,
+        (ErrorKind::TooLarge, ErrorClass::Rejected) => StatusCode::PAYLOAD_TOO_LARGE,
+        (ErrorKind::Timeout, ErrorClass::UnknownOutcome) => StatusCode::GATEWAY_TIMEOUT,
         (_, ErrorClass::Rejected) => StatusCode::UNPROCESSABLE_ENTITY,
         (_, ErrorClass::NotDelivered) => StatusCode::SERVICE_UNAVAILABLE,
         (_, ErrorClass::UnknownOutcome) => StatusCode::BAD_GATEWAY,
@@ -212,16 +209,8 @@ fn status_for(error: &Error) -> StatusCode {
 /// A JSON [`ErrorBody`] reply; `503`s say when to come back, `401`s which
 /// scheme to use.
 fn failure(status: StatusCode, error: &Error) -> Response<Full<Bytes>> {
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::warn!(%status, %error, "http endpoint: request failed");
-    } else {
-        tracing::debug!(%status, %error, "http endpoint: request refused");
-    }
-    let body = serde_json::to_vec(&ErrorBody::from(error)).map_or_else(
-        |_| Bytes::from_static(br#"{"error":"internal error","kind":"protocol"}"#),
-        Bytes::from,
-    );
-    let mut response = json(status, body);
+    tracing::debug!(%status, %error, "http endpoint: request refused");
+    let mut response = json(status, ErrorBody::json(error));
     let headers = response.headers_mut();
     if status == StatusCode::SERVICE_UNAVAILABLE {
         let seconds = error.retry_after().map_or(1, |wait| {
@@ -242,15 +231,6 @@ fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON));
     response
-}
-
-/// `application/json`, parameters such as `charset` allowed.
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case(APPLICATION_JSON))
 }
 
 /// `Authorization: Bearer {token}`, compared in constant time.
@@ -307,11 +287,12 @@ mod tests {
     }
 
     #[test]
-    fn statuses_follow_kind_then_class() {
+    fn statuses_follow_kind_and_class() {
         let status = |kind, class| status_for(&Error::new(kind, class, ""));
         assert_eq!(status(ErrorKind::InvalidMessage, ErrorClass::Rejected), 400);
-        assert_eq!(status(ErrorKind::Unauthorized, ErrorClass::Rejected), 401);
+        assert_eq!(status(ErrorKind::Unauthorized, ErrorClass::Rejected), 403);
         assert_eq!(status(ErrorKind::NoRoute, ErrorClass::NotDelivered), 404);
+        assert_eq!(status(ErrorKind::NoRoute, ErrorClass::UnknownOutcome), 502);
         assert_eq!(status(ErrorKind::TooLarge, ErrorClass::Rejected), 413);
         assert_eq!(status(ErrorKind::Handler, ErrorClass::Rejected), 422);
         assert_eq!(status(ErrorKind::Overloaded, ErrorClass::NotDelivered), 503);

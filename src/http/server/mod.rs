@@ -22,9 +22,10 @@
 //! | body over [`max_body_size`](HttpServer::max_body_size) | `413` | `too_large` |
 //! | empty body, malformed JSON, not an object, wrong field types | `400`, naming the problem | `invalid_message` |
 //! | not handled within [`request_timeout`](HttpServer::request_timeout) | `504` | `timeout` |
-//! | handler error | by its kind and class: `422` when rejected, `503` when not delivered, … | the error's |
+//! | handler error | `422` when rejected (`400`, `403`, `413` for invalid input, refusal, size), `502` otherwise (`504` for a timeout) | the error's |
 //! | handler panicked | `422` | `handler` |
 //! | synchronous message, handler returned no reply | `422` | `protocol` |
+//! | the handler's reply cannot be encoded (too large) | `422` | the encoder's |
 //!
 //! Clients that send their headers too slowly are disconnected after
 //! [`header_read_timeout`](HttpServer::header_read_timeout), which also
@@ -155,8 +156,10 @@ impl HttpServer {
         self
     }
 
-    /// Messages handled at once; more get `503` with `Retry-After` at once,
-    /// never a queue. Default [`DEFAULT_MAX_CONCURRENT_REQUESTS`].
+    /// Requests in progress at once; more get `503` with `Retry-After` at
+    /// once, never a queue. A request stops counting when it is answered,
+    /// `504` included, even if its handler run goes on to completion.
+    /// Default [`DEFAULT_MAX_CONCURRENT_REQUESTS`].
     pub fn max_concurrent_requests(mut self, requests: usize) -> Self {
         self.max_concurrent_requests = requests;
         self
@@ -316,12 +319,14 @@ async fn run<H: Handler>(
     while connections.try_join_next().is_some() {}
     let cut = connections.len();
     connections.shutdown().await;
-    Err(Error::new(
+    let error = Error::new(
         ErrorKind::Timeout,
         ErrorClass::UnknownOutcome,
         format!(
             "closed {cut} connection(s) still busy after the grace period of {} ms",
             grace.as_millis()
         ),
-    ))
+    );
+    tracing::warn!(%error, "http endpoint: shutdown");
+    Err(error)
 }

@@ -25,8 +25,8 @@ pub(crate) struct Registry {
 }
 
 struct Slots {
-    /// foldhash: keys are short recipient names hashed twice per call on the
-    /// hot path; SipHash costs more than the rest of the breaker.
+    /// foldhash: keys are short recipient names hashed on every call;
+    /// SipHash costs more than the rest of the breaker.
     index: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
     /// `entries[0]` is the overflow circuit; it is never in `index`.
     entries: Vec<Entry>,
@@ -92,7 +92,7 @@ impl Registry {
     pub(crate) fn acquire(&self, key: &str) -> Result<Ticket, Error> {
         let (result, transition) = {
             let mut slots = self.lock();
-            let slot = slots.slot_for(key, self.max_keys, &self.settings);
+            let slot = slots.slot_for(&self.name, key, self.max_keys, &self.settings);
             slots.tick += 1;
             let tick = slots.tick;
             let entry = &mut slots.entries[slot];
@@ -176,15 +176,8 @@ impl Registry {
             let slot = if key == OVERFLOW_KEY {
                 0
             } else {
-                slots.slot_for(key, self.max_keys, &self.settings)
+                slots.slot_for(&self.name, key, self.max_keys, &self.settings)
             };
-            if slot == 0 && key != OVERFLOW_KEY {
-                tracing::warn!(
-                    breaker = &*self.name,
-                    key,
-                    "no circuit of its own for this key (every slot holds a circuit that is not closed); forcing the shared overflow circuit"
-                );
-            }
             let entry = &mut slots.entries[slot];
             entry.circuit.force(target).map(|t| (entry.key.clone(), t))
         };
@@ -227,7 +220,13 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Slots {
-    fn slot_for(&mut self, key: &str, max_keys: usize, settings: &Settings) -> usize {
+    fn slot_for(
+        &mut self,
+        breaker: &str,
+        key: &str,
+        max_keys: usize,
+        settings: &Settings,
+    ) -> usize {
         if let Some(&slot) = self.index.get(key) {
             return slot;
         }
@@ -253,6 +252,7 @@ impl Slots {
                 .map(|(slot, _)| slot);
             let Some(slot) = victim else {
                 tracing::warn!(
+                    breaker,
                     key,
                     max_keys,
                     "circuit breaker key limit reached; using the overflow circuit"

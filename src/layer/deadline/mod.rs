@@ -1,9 +1,12 @@
 //! An overall time budget for a call, visible to every layer below.
 //!
 //! [`Deadline`] stamps the message with `now + budget` (or keeps an earlier
-//! deadline the caller set) and fails the call with a
-//! [`Timeout`](crate::ErrorKind::Timeout) error when it passes, whatever the
-//! layers below are doing — waiting out a backoff, trying the fallback.
+//! deadline the caller set). Made with [`Deadline::new`] it fails the call
+//! with a [`Timeout`](crate::ErrorKind::Timeout) error when the deadline
+//! passes, whatever the layers below are doing; made with
+//! [`Deadline::delegating`] (as [`TransportBuilder`](crate::TransportBuilder)
+//! makes it) it leaves that to the layers below, and the caller gets their
+//! error — the attempt's timeout, or the last attempt's error.
 //! Layers below read [`Message::deadline`]: the retry layer does not start a
 //! wait it cannot finish, attempt timeouts are capped by it, and the AMQP
 //! backend turns the remaining time into the message expiration so the
@@ -91,14 +94,10 @@ where
         let now = message.take_started().unwrap_or_else(Instant::now);
         let own = now + self.budget;
         let deadline = message.deadline().map_or(own, |earlier| earlier.min(own));
-        let limit = if self.enforce {
-            Limit::Call {
-                budget: self.budget,
-                deadline,
-            }
-        } else {
-            Limit::Delegated
-        };
+        let limit = self.enforce.then_some(Limit::Call {
+            budget: self.budget,
+            deadline,
+        });
         if deadline <= now {
             return ResponseFuture::expired(Error::expired());
         }

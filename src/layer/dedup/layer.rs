@@ -20,6 +20,11 @@ impl DedupLayer {
     }
 
     /// Remembers up to `capacity` ids (at least one), each for `ttl`.
+    ///
+    /// Both bound the memory, not the runs: an id forgotten while its
+    /// handler still runs — a capacity smaller than the messages arriving
+    /// within one handler run, or a handler slower than `ttl` — runs again
+    /// if it is repeated.
     pub fn with_limits(capacity: usize, ttl: Duration) -> Self {
         Self {
             cache: Arc::new(Cache::new(capacity.max(1), ttl)),

@@ -113,7 +113,7 @@ where
                 let mut changed = std::pin::pin!(changed);
                 changed.as_mut().enable();
                 match slot.turn() {
-                    Turn::Done(outcome) => return outcome.to_result(),
+                    Turn::Done(result) => return result,
                     Turn::Wait => changed.await,
                     Turn::Run => break,
                 }

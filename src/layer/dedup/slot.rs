@@ -12,14 +12,14 @@ use crate::error::{Error, ErrorClass, ErrorKind};
 use crate::message::Message;
 
 /// What the handler did with a message, kept for repeats.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) enum Outcome {
     Replied(Option<Message>),
     Failed(CachedError),
 }
 
 /// An [`Error`] reduced to what can be handed out again.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct CachedError {
     kind: ErrorKind,
     class: ErrorClass,
@@ -38,7 +38,7 @@ impl Outcome {
         }
     }
 
-    pub(crate) fn to_result(&self) -> Result<Option<Message>, Error> {
+    fn to_result(&self) -> Result<Option<Message>, Error> {
         match self {
             Self::Replied(reply) => Ok(reply.clone()),
             Self::Failed(e) => Err(Error::new(e.kind, e.class, e.text.clone())),
@@ -60,7 +60,7 @@ pub(crate) enum Turn {
     /// Another caller is running it: wait, then look again.
     Wait,
     /// It ran: here is what it did.
-    Done(Outcome),
+    Done(Result<Option<Message>, Error>),
 }
 
 /// The memory of one id.
@@ -94,7 +94,7 @@ impl Slot {
                 Turn::Run
             }
             State::Running => Turn::Wait,
-            State::Done(outcome) => Turn::Done(outcome.clone()),
+            State::Done(outcome) => Turn::Done(outcome.to_result()),
         }
     }
 
@@ -151,18 +151,35 @@ impl Drop for Run {
         let Some(handling) = self.handling.take() else {
             return;
         };
-        let slot = self.slot.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    let mut handling = handling;
-                    let result =
-                        std::future::poll_fn(|cx| poll_catching_panics(handling.as_mut(), cx))
-                            .await;
-                    slot.finish(Some(&result));
-                });
-            }
-            Err(_) => slot.finish(None),
+        let unfinished = Unfinished(Some(self.slot.clone()));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut handling = handling;
+                let result =
+                    std::future::poll_fn(|cx| poll_catching_panics(handling.as_mut(), cx)).await;
+                unfinished.finish(&result);
+            });
+        }
+    }
+}
+
+/// A run going on without its caller. Dropped before it ends — no runtime,
+/// or one shutting down — it forgets the run, so a repeat runs the handler
+/// rather than wait for ever.
+struct Unfinished(Option<std::sync::Arc<Slot>>);
+
+impl Unfinished {
+    fn finish(mut self, result: &Result<Option<Message>, Error>) {
+        if let Some(slot) = self.0.take() {
+            slot.finish(Some(result));
+        }
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            slot.finish(None);
         }
     }
 }

@@ -151,3 +151,20 @@ async fn memory_is_bounded_by_capacity_and_ttl() {
         .unwrap();
     assert_eq!(layer.len(), 1);
 }
+
+#[test]
+fn a_run_cut_short_by_runtime_shutdown_is_forgotten() {
+    let slot = Arc::new(slot::Slot::new());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        assert!(matches!(slot.turn(), Turn::Run));
+        drop(Run::new(slot.clone(), Box::pin(std::future::pending())));
+    });
+    drop(runtime);
+    assert!(
+        matches!(slot.turn(), Turn::Run),
+        "a repeat must run the handler, not wait for a run that will never end"
+    );
+}

@@ -5,9 +5,9 @@
 //! [`NotDelivered`](crate::ErrorClass::NotDelivered) (connection down, nack,
 //! unroutable, circuit open), for
 //! [`UnknownOutcome`](crate::ErrorClass::UnknownOutcome) only when receivers
-//! de-duplicate on `id` — the same message goes through the secondary. The
-//! [`Delivery`](crate::Delivery) says which route served — unless the
-//! message [deadline](crate::Message::deadline) has already passed. A
+//! de-duplicate on `id` — the same message goes through the secondary,
+//! unless the message [deadline](crate::Message::deadline) has already
+//! passed. The [`Delivery`](crate::Delivery) says which route served. A
 //! [`Rejected`](crate::ErrorClass::Rejected) error is returned as is: the
 //! receiver said no, and asking another way would not change that.
 //!
@@ -58,9 +58,11 @@ use crate::message::Message;
 pub struct Fallback<P, S> {
     primary: P,
     secondary: Option<Arc<S>>,
-    /// A secondary polled ready because the primary was not: the next call
-    /// goes to it.
-    bypass: Option<S>,
+    /// A secondary polled because the primary was not ready; kept across
+    /// polls so its wake-up registration is not lost.
+    standby: Option<S>,
+    /// `standby` is ready: the next call goes to it.
+    bypass: bool,
     receivers_deduplicate: bool,
 }
 
@@ -70,7 +72,8 @@ impl<P, S> Fallback<P, S> {
         Self {
             primary,
             secondary: secondary.map(Arc::new),
-            bypass: None,
+            standby: None,
+            bypass: false,
             receivers_deduplicate: true,
         }
     }
@@ -99,7 +102,8 @@ impl<P: Clone, S> Clone for Fallback<P, S> {
         Self {
             primary: self.primary.clone(),
             secondary: self.secondary.clone(),
-            bypass: None,
+            standby: None,
+            bypass: false,
             receivers_deduplicate: self.receivers_deduplicate,
         }
     }
@@ -115,32 +119,40 @@ where
     type Future = ResponseFuture<P::Future, S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.bypass.is_some() {
+        if self.bypass {
             return Poll::Ready(Ok(()));
         }
         let primary = self.primary.poll_ready(cx);
         let Some(spare) = self.secondary.as_ref().filter(|_| primary.is_pending()) else {
+            self.standby = None;
             return primary;
         };
-        let mut secondary = (**spare).clone();
-        match secondary.poll_ready(cx) {
+        let standby = self.standby.get_or_insert_with(|| (**spare).clone());
+        match standby.poll_ready(cx) {
             Poll::Ready(Ok(())) => {
                 tracing::debug!(
                     "the primary route is not ready; the next call takes the secondary"
                 );
-                self.bypass = Some(secondary);
+                self.bypass = true;
                 Poll::Ready(Ok(()))
             }
-            other => other,
+            // Not an error of the stack: the primary may still get ready.
+            Poll::Ready(Err(error)) => {
+                tracing::debug!(%error, "neither route is ready");
+                self.standby = None;
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 
     #[inline]
     fn call(&mut self, message: Message) -> Self::Future {
-        if let Some(secondary) = self.bypass.as_mut() {
-            let future = secondary.call(message);
-            self.bypass = None;
-            return ResponseFuture::bypassed(future);
+        if self.bypass
+            && let Some(mut secondary) = self.standby.take()
+        {
+            self.bypass = false;
+            return ResponseFuture::bypassed(secondary.call(message));
         }
         let fallback = self
             .secondary

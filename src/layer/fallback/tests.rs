@@ -176,3 +176,22 @@ async fn a_primary_that_cannot_take_work_sends_calls_to_the_secondary() {
     assert_eq!(delivery.route(), Route::Http);
     assert_eq!(s.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_secondary_that_gets_ready_later_wakes_the_waiting_call() {
+    let s = Arc::new(AtomicUsize::new(0));
+    let limited = tower::limit::ConcurrencyLimit::new(backend(Route::Http, s.clone(), ok), 1);
+    let mut holder = limited.clone();
+    holder.ready().await.unwrap();
+    let call = tokio::spawn(Fallback::new(Stuck, Some(limited)).oneshot(message()));
+    tokio::task::yield_now().await;
+    assert!(!call.is_finished(), "the only permit is held");
+    drop(holder);
+    let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), call)
+        .await
+        .expect("the freed secondary wakes the call")
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivery.route(), Route::Http);
+    assert_eq!(s.load(Ordering::SeqCst), 1);
+}

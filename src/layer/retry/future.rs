@@ -29,6 +29,7 @@ pin_project! {
         policy: Option<P>,
         service: Option<Box<S>>,
         ready_by: ReadyBy,
+        last: Option<Error>,
     }
 }
 
@@ -54,6 +55,7 @@ where
             policy: None,
             service: None,
             ready_by: ReadyBy::default(),
+            last: None,
         }
     }
 }
@@ -77,7 +79,10 @@ where
                     let shared = &**this.shared;
                     let policy = this.policy.get_or_insert_with(|| shared.policy.clone());
                     match policy.retry(copy, &mut result) {
-                        Some(wait) => this.state.set(State::Waiting { wait }),
+                        Some(wait) => {
+                            *this.last = result.err();
+                            this.state.set(State::Waiting { wait });
+                        }
                         None => return Poll::Ready(result),
                     }
                 }
@@ -93,7 +98,9 @@ where
                     if service.poll_ready(cx)?.is_pending() {
                         let deadline = this.copy.as_ref().and_then(Message::deadline);
                         ready!(this.ready_by.poll_expired(deadline, cx));
-                        return Poll::Ready(Err(Error::expired()));
+                        // The last attempt's error says more, and may be an
+                        // unknown outcome that "not sent" would hide.
+                        return Poll::Ready(Err(this.last.take().unwrap_or_else(Error::expired)));
                     }
                     let (Some(message), Some(policy)) = (this.copy.take(), this.policy.as_mut())
                     else {

@@ -14,9 +14,11 @@
 //! one per layer below. Any [`tower::retry::Policy`] works with either;
 //! [`RetryPolicy`] is the one this crate's stack uses.
 //!
-//! One consequence: [`Policy::retry`] is consulted for errors only. A policy
-//! that would retry a successful [`Delivery`](crate::Delivery) needs tower's
-//! `Retry`.
+//! Two consequences: [`Policy::retry`] is consulted for errors only, and
+//! the first [`Policy::clone_request`] of each call runs on the layer's own
+//! policy rather than on a per-call copy. A policy that would retry a
+//! successful [`Delivery`](crate::Delivery), or that keeps per-call state in
+//! `clone_request`, needs tower's `Retry`.
 //!
 //! ```
 //! use stage7_transport::layer::retry::{RetryLayer, RetryPolicy};

@@ -153,6 +153,41 @@ async fn does_not_start_a_wait_past_the_deadline() {
     assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
+/// Ready for its first call only; every call times out.
+#[derive(Clone)]
+struct ReadyOnce(Arc<AtomicUsize>);
+
+impl Service<Message> for ReadyOnce {
+    type Response = Delivery;
+    type Error = Error;
+    type Future = std::future::Ready<Result<Delivery, Error>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Error>> {
+        if self.0.load(Ordering::SeqCst) == 0 {
+            std::task::Poll::Ready(Ok(()))
+        } else {
+            std::task::Poll::Pending
+        }
+    }
+
+    fn call(&mut self, _: Message) -> Self::Future {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Err(Error::timeout("no answer")))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_never_sent_reports_the_last_attempts_outcome() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let retry = Retry::new(ReadyOnce(calls.clone()), policy().build().unwrap());
+    let mut message = message();
+    message.set_deadline(Some(Instant::now() + Duration::from_secs(1)));
+    let error = retry.oneshot(message).await.unwrap_err();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    assert_eq!(error.class(), ErrorClass::UnknownOutcome, "{error}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_policy_drives_towers_retry_too() {
     let calls = Arc::new(AtomicUsize::new(0));

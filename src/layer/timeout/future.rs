@@ -22,9 +22,6 @@ pub(crate) enum Limit {
     },
     /// The call deadline set by the [`Deadline`](crate::layer::deadline) layer.
     Call { budget: Duration, deadline: Instant },
-    /// No timer of its own: the layers below bound every wait by the
-    /// message's deadline.
-    Delegated,
 }
 
 impl Limit {
@@ -35,7 +32,6 @@ impl Limit {
                 deadline.map_or(attempt, |deadline| deadline.min(attempt))
             }
             Self::Call { deadline, .. } => deadline,
-            Self::Delegated => Instant::now(),
         }
     }
 
@@ -49,7 +45,6 @@ impl Limit {
                 "call deadline of {} ms exceeded",
                 budget.as_millis()
             )),
-            Self::Delegated => Error::expired(),
         }
     }
 }
@@ -79,14 +74,15 @@ pin_project! {
             #[pin]
             inner: F,
             sleep: Option<Pin<Box<Sleep>>>,
-            limit: Limit,
+            // `None`: no timer; every wait below is bounded already.
+            limit: Option<Limit>,
         },
         Expired { error: Option<Error> },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, limit: Limit) -> Self {
+    pub(crate) fn new(inner: F, limit: Option<Limit>) -> Self {
         Self {
             state: State::Running {
                 inner,
@@ -119,9 +115,9 @@ where
                 if let Poll::Ready(result) = inner.poll(cx) {
                     return Poll::Ready(result);
                 }
-                if matches!(limit, Limit::Delegated) {
+                let Some(limit) = limit else {
                     return Poll::Pending;
-                }
+                };
                 let sleep = sleep.get_or_insert_with(|| Box::pin(sleep_until(limit.deadline())));
                 ready!(sleep.as_mut().poll(cx));
                 Poll::Ready(Err(limit.error()))

@@ -73,7 +73,7 @@ where
             timeout: self.timeout,
             deadline: message.deadline(),
         };
-        ResponseFuture::new(self.inner.call(message), limit)
+        ResponseFuture::new(self.inner.call(message), Some(limit))
     }
 }
 
