@@ -82,9 +82,16 @@ fn stack(c: &mut Criterion) {
         "layer/metrics_attempt",
         MetricsLayer::attempts(Route::Amqp).layer(Bare),
     );
+    // As the stack uses it: stamps the deadline, no timer of its own.
     per_call(
         c,
-        "layer/deadline",
+        "layer/deadline_delegating",
+        Deadline::delegating(Bare, Duration::from_secs(30)),
+    );
+    // Used alone: stamps the deadline and enforces it with a timer.
+    per_call(
+        c,
+        "layer/deadline_enforcing",
         Deadline::new(Bare, Duration::from_secs(30)),
     );
     per_call(c, "layer/retry", Retry::new(Bare, RetryPolicy::default()));

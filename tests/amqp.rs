@@ -12,7 +12,9 @@ use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions}
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
-use stage7_transport::amqp::topology::{DEAD_LETTER_EXCHANGE, EXCHANGE, REASON_HEADER};
+use stage7_transport::amqp::topology::{
+    DEAD_LETTER_EXCHANGE, EXCHANGE, REASON_HEADER, routing_key,
+};
 use stage7_transport::amqp::{AmqpTransport, Subscriber, Subscription};
 use stage7_transport::{Codec, Error, ErrorClass, ErrorKind, Message, MessageType, Route};
 use support::{amqp_url, require_broker, unique};
@@ -164,6 +166,42 @@ async fn oversize_message_is_refused_before_publish() {
 }
 
 #[tokio::test]
+async fn a_reply_too_large_to_send_is_a_rejection_for_the_caller() {
+    require_broker().await;
+    let receiver = AmqpTransport::builder(amqp_url())
+        .connection_name(unique("t-big-reply"))
+        .codec(Codec::new(1024))
+        .build()
+        .unwrap();
+    let id = unique("verbose");
+    let handler = tower::service_fn(|message: Message| async move {
+        Ok::<_, Infallible>(Some(message.reply(json!("x".repeat(4096)))))
+    });
+    let subscriber = receiver
+        .subscribe(Subscription::new(&id, "Verbose", handler).expires(Duration::from_secs(60)))
+        .unwrap();
+    subscriber.ready().await;
+
+    let caller = transport(&unique("t-big-reply-caller"));
+    caller.connected().await;
+    let error = caller
+        .oneshot(Message::request(&id, json!("tell me everything")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::TooLarge, ErrorClass::Rejected),
+        "{error}"
+    );
+    assert!(
+        error
+            .detail()
+            .contains("the handler's reply cannot be sent"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
 async fn first_attempt_says_whether_the_broker_answered() {
     require_broker().await;
     let up = transport(&unique("t-first"));
@@ -208,7 +246,7 @@ async fn publish_raw(
     channel
         .basic_publish(
             EXCHANGE.into(),
-            format!("message.{recipient}").into(),
+            routing_key(recipient).into(),
             BasicPublishOptions::default(),
             body,
             properties,
@@ -406,15 +444,20 @@ async fn credentials_never_appear_in_logs_or_debug() {
     let logs = support::logs();
     let mark = logs.mark();
     let secret_url = "amqp://guest:hunter2-not-real@127.0.0.1:1/%2f";
+    let connection = unique("t-secret");
     let unreachable = AmqpTransport::builder(secret_url)
-        .connection_name(unique("t-secret"))
+        .connection_name(&connection)
         .build()
         .unwrap();
     let _ = unreachable
         .clone()
         .oneshot(Message::request("x", json!(1)))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The failed attempt is logged before it counts as ended.
+    let connected = tokio::time::timeout(Duration::from_secs(30), unreachable.first_attempt())
+        .await
+        .expect("the first connection attempt ends");
+    assert!(!connected);
     assert!(!format!("{unreachable:?}").contains("hunter2"));
     let real = transport(&unique("t-secret-ok"));
     real.connected().await;
@@ -424,6 +467,15 @@ async fn credentials_never_appear_in_logs_or_debug() {
     assert!(
         text.contains("cannot connect to RabbitMQ"),
         "the failure is logged: {text}"
+    );
+    // Other tests in this binary log too: the line must be this
+    // transport's, and name the broker with its password hidden.
+    assert!(
+        text.lines()
+            .any(|line| line.contains("cannot connect to RabbitMQ")
+                && line.contains(&connection)
+                && line.contains("guest:***@127.0.0.1:1/")),
+        "the failure is logged with the connection's name and the redacted URL: {text}"
     );
     assert!(!text.contains("hunter2"), "{text}");
     assert!(!text.contains("guest:guest"), "{text}");

@@ -14,12 +14,16 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, Que
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
 use serde_json::json;
-use stage7_transport::amqp::topology::EXCHANGE;
+use stage7_transport::amqp::topology::{EXCHANGE, routing_key};
 use stage7_transport::amqp::{AmqpTransport, Subscription};
 use stage7_transport::{Error, ErrorKind, Message, MessageType};
 use support::proxy::{Mode, Proxy};
-use support::{amqp_url, close_connection, host_port, require_broker, unique};
+use support::{amqp_url, close_connection, eventually, host_port, require_broker, unique};
 use tower::ServiceExt;
+
+/// How long a test waits for progress it needs before it fails, rather than
+/// hanging.
+const LIVENESS: Duration = Duration::from_secs(60);
 
 /// A durable queue, bound to `message.{recipient}`, that records exactly
 /// what the broker routed for `recipient`.
@@ -42,7 +46,7 @@ async fn tap(channel: &lapin::Channel, recipient: &str) -> String {
         .queue_bind(
             queue.as_str().into(),
             EXCHANGE.into(),
-            format!("message.{recipient}").into(),
+            routing_key(recipient).into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )
@@ -147,18 +151,22 @@ async fn forced_close_mid_load_fails_pending_calls_fast_and_recovers() {
             errors
         });
     }
-    while succeeded.load(Ordering::SeqCst) < 200 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(
+        eventually(LIVENESS, || succeeded.load(Ordering::SeqCst) >= 200).await,
+        "calls succeed before the close"
+    );
     assert_eq!(
         close_connection(&name),
         1,
         "our connection is found by its name"
     );
     let before = succeeded.load(Ordering::SeqCst);
-    while succeeded.load(Ordering::SeqCst) < before + 200 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(
+        eventually(LIVENESS, || succeeded.load(Ordering::SeqCst)
+            >= before + 200)
+        .await,
+        "calls succeed again after the close"
+    );
     stop.store(true, Ordering::SeqCst);
     let mut errors: Vec<Error> = Vec::new();
     while let Some(done) = workers.join_next().await {
@@ -250,9 +258,10 @@ async fn zero_confirmed_messages_lost_over_a_hundred_faults() {
     while faults < 110 {
         round += 1;
         let target = confirmed.lock().unwrap().len() + 10;
-        while confirmed.lock().unwrap().len() < target {
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        assert!(
+            eventually(LIVENESS, || confirmed.lock().unwrap().len() >= target).await,
+            "publishes are confirmed again after {faults} faults"
+        );
         if round % 10 == 0 {
             // Ten confirms just arrived, but a reset may have raced them:
             // closing finds nothing while the transport reconnects.
@@ -263,9 +272,10 @@ async fn zero_confirmed_messages_lost_over_a_hundred_faults() {
         }
     }
     let target = confirmed.lock().unwrap().len() + 10;
-    while confirmed.lock().unwrap().len() < target {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    assert!(
+        eventually(LIVENESS, || confirmed.lock().unwrap().len() >= target).await,
+        "publishes are confirmed after the last fault"
+    );
     stop.store(true, Ordering::SeqCst);
     while publishers.join_next().await.is_some() {}
     proxy.set(Mode::Pass);

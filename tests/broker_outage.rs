@@ -4,13 +4,12 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use serde_json::json;
 use stage7_transport::amqp::{AmqpTransport, Subscription};
 use stage7_transport::{ErrorKind, Message};
-use support::{amqp_url, require_broker, unique};
+use support::{amqp_url, echo, eventually, require_broker, unique};
 use tower::ServiceExt;
 
 /// Restarts the broker's application when dropped, whatever the test did.
@@ -25,8 +24,18 @@ impl Outage {
 
 impl Drop for Outage {
     fn drop(&mut self) {
-        support::rabbitmqctl(&["start_app"]);
-        support::rabbitmqctl(&["await_startup"]);
+        if std::thread::panicking() {
+            // The test already failed: bring the broker back if we can, but
+            // a second panic here would abort and hide the first.
+            if let Err(error) = support::try_rabbitmqctl(&["start_app"])
+                .and_then(|_| support::try_rabbitmqctl(&["await_startup"]))
+            {
+                eprintln!("the broker could not be restarted after the failure: {error}");
+            }
+        } else {
+            support::rabbitmqctl(&["start_app"]);
+            support::rabbitmqctl(&["await_startup"]);
+        }
     }
 }
 
@@ -41,12 +50,8 @@ async fn calls_fail_fast_while_the_broker_is_down_and_the_transport_comes_back()
         .build()
         .unwrap();
     let id = unique("echo");
-    let echo = tower::service_fn(|m: Message| async move {
-        let content = m.content().cloned().unwrap_or_default();
-        Ok::<_, Infallible>(Some(m.reply(content)))
-    });
     let entity = transport
-        .subscribe(Subscription::new(&id, "Echo", echo).expires(Duration::from_secs(120)))
+        .subscribe(Subscription::new(&id, "Echo", echo()).expires(Duration::from_secs(120)))
         .unwrap();
     entity.ready().await;
     transport
@@ -56,13 +61,10 @@ async fn calls_fail_fast_while_the_broker_is_down_and_the_transport_comes_back()
         .unwrap();
 
     let outage = Outage::begin();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while transport.is_connected() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the loss is noticed");
+    assert!(
+        eventually(Duration::from_secs(30), || !transport.is_connected()).await,
+        "the loss is noticed"
+    );
     for _ in 0..20 {
         let error = transport
             .clone()
@@ -95,16 +97,16 @@ mod entities {
     use std::time::Duration;
 
     use serde_json::json;
-    use stage7_transport::{Config, Entity, Message, MessageType, Route};
+    use stage7_transport::{Entity, Message, MessageType, Route};
 
     use super::{OUTAGES, Outage};
-    use crate::support::{amqp_url, require_broker, unique};
+    use crate::support::{broker_config, caller, eventually, require_broker, unique};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn broker_stopped_under_load_no_failure_no_loss_no_double_run() {
         require_broker().await;
         let _serial = OUTAGES.lock().await;
-        let config = Config::from_vars([("RABBITMQ_URL", amqp_url())]).unwrap();
+        let config = broker_config();
         let ledger: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let handled = ledger.clone();
         let handler = tower::service_fn(move |message: Message| {
@@ -124,16 +126,7 @@ mod entities {
             .start()
             .await
             .unwrap();
-        let caller = Entity::builder(
-            "Caller",
-            tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) }),
-        )
-        .id(unique("caller"))
-        .config(config)
-        .route(&id, callee.url())
-        .start()
-        .await
-        .unwrap();
+        let caller = caller(config, &[(&id, callee.url())]).await;
 
         let stop = Arc::new(AtomicBool::new(false));
         let mut workers = tokio::task::JoinSet::new();
@@ -162,13 +155,12 @@ mod entities {
         let outage = Outage::begin();
         tokio::time::sleep(Duration::from_millis(1500)).await;
         drop(outage);
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while !(caller.amqp().is_connected() && callee.is_consuming()) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("both entities are back on AMQP");
+        assert!(
+            eventually(Duration::from_secs(30), || caller.amqp().is_connected()
+                && callee.is_consuming())
+            .await,
+            "both entities are back on AMQP"
+        );
         tokio::time::sleep(Duration::from_millis(1500)).await;
         stop.store(true, Ordering::SeqCst);
 
@@ -178,13 +170,12 @@ mod entities {
             sent.extend(s);
             failures.extend(f);
         }
-        for _ in 0..500 {
-            let runs = ledger.lock().unwrap().clone();
-            if sent.iter().all(|(id, _)| runs.contains_key(id)) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Whether they all arrived is asserted below, with the count lost.
+        eventually(Duration::from_secs(10), || {
+            let runs = ledger.lock().unwrap();
+            sent.iter().all(|(id, _)| runs.contains_key(id))
+        })
+        .await;
         let runs = ledger.lock().unwrap().clone();
         let lost = sent.iter().filter(|(id, _)| !runs.contains_key(id)).count();
         let duplicated = runs.values().filter(|n| **n > 1).count();

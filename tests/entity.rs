@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use stage7_transport::{Config, Entity, ErrorClass, Message, MessageType, Route};
 use support::proxy::{Mode, Proxy};
-use support::{amqp_url, host_port, require_broker, unique};
+use support::{amqp_url, broker_config, caller, eventually, host_port, require_broker, unique};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -47,23 +47,6 @@ async fn echo(id: &str, config: Config, ledger: Ledger) -> Entity {
         .start()
         .await
         .unwrap()
-}
-
-async fn caller(config: Config, routes: &[(&str, &str)]) -> Entity {
-    let mut builder = Entity::builder(
-        "Caller",
-        tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) }),
-    )
-    .id(unique("caller"))
-    .config(config);
-    for (recipient, url) in routes {
-        builder = builder.route(*recipient, *url);
-    }
-    builder.start().await.unwrap()
-}
-
-fn broker_config() -> Config {
-    Config::from_vars([("RABBITMQ_URL", amqp_url())]).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,11 +111,15 @@ async fn without_a_broker_calls_use_http_from_the_first_and_move_to_amqp_when_it
         Some(&Route::Amqp),
         "calls move to AMQP once the broker answers"
     );
+    // Until it is back on AMQP, every call is served over HTTP.
+    let (_, before) = routes.split_last().unwrap();
     assert!(
         routes
             .iter()
-            .all(|r| matches!(r, Route::Http | Route::Amqp))
+            .all(|r| matches!(r, Route::Http | Route::Amqp)),
+        "{routes:?}"
     );
+    assert!(before.iter().all(|r| *r == Route::Http), "{routes:?}");
     caller.shutdown().await.unwrap();
     callee.shutdown().await.unwrap();
 }
@@ -214,12 +201,12 @@ async fn graceful_shutdown_under_load_loses_nothing_acknowledged() {
         .start()
         .await
         .unwrap();
-    for _ in 0..1000 {
-        if accepted.iter().all(|id| ledger.runs().contains_key(id)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Whether they all arrived is asserted below, with the count lost.
+    eventually(Duration::from_secs(20), || {
+        let runs = ledger.runs();
+        accepted.iter().all(|id| runs.contains_key(id))
+    })
+    .await;
     let runs = ledger.runs();
     let lost = accepted.iter().filter(|id| !runs.contains_key(*id)).count();
     assert_eq!(lost, 0, "every message the broker acknowledged was handled");
@@ -228,18 +215,26 @@ async fn graceful_shutdown_under_load_loses_nothing_acknowledged() {
     caller.shutdown().await.unwrap();
 }
 
+/// One request the PostOffice received, and whether it accepted it.
+struct Registration {
+    head: String,
+    body: String,
+    accepted: bool,
+}
+
 /// A tiny PostOffice: refuses the first registration, accepts the next.
-async fn postoffice() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+/// Reports every complete request it receives; the test checks them.
+async fn postoffice() -> (String, tokio::sync::mpsc::UnboundedReceiver<Registration>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let (registered, received) = tokio::sync::mpsc::unbounded_channel();
+    let (received, registrations) = tokio::sync::mpsc::unbounded_channel();
     let attempts = Arc::new(AtomicUsize::new(0));
     tokio::spawn(async move {
         loop {
             let Ok((mut socket, _)) = listener.accept().await else {
                 return;
             };
-            let (registered, attempts) = (registered.clone(), attempts.clone());
+            let (received, attempts) = (received.clone(), attempts.clone());
             tokio::spawn(async move {
                 let mut request = Vec::new();
                 let mut buffer = [0u8; 4096];
@@ -264,15 +259,17 @@ async fn postoffice() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
                     if body.len() < length {
                         continue;
                     }
-                    assert!(head.starts_with("POST /registerComponent "), "{head}");
-                    let status = if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
-                        "503 Service Unavailable"
-                    } else {
-                        registered
-                            .send(serde_json::from_str(body).unwrap())
-                            .unwrap();
+                    let accepted = attempts.fetch_add(1, Ordering::SeqCst) > 0;
+                    let status = if accepted {
                         "200 OK"
+                    } else {
+                        "503 Service Unavailable"
                     };
+                    let _ = received.send(Registration {
+                        head: head.to_owned(),
+                        body: body.to_owned(),
+                        accepted,
+                    });
                     let response = format!(
                         "HTTP/1.1 {status}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"
                     );
@@ -282,22 +279,37 @@ async fn postoffice() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
             });
         }
     });
-    (url, received)
+    (url, registrations)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registers_with_the_postoffice_retrying_until_it_answers() {
-    let (url, mut registered) = postoffice().await;
+    let (url, mut registrations) = postoffice().await;
     let config = Config::from_vars([
         ("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f"),
         ("POSTOFFICE_URL", url.as_str()),
     ])
     .unwrap();
     let entity = echo("echo-registering", config, Ledger::default()).await;
-    let body = tokio::time::timeout(Duration::from_secs(30), registered.recv())
-        .await
-        .expect("registered after a refusal")
-        .unwrap();
+    let mut refused = 0;
+    let body = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let request = registrations.recv().await.unwrap();
+            assert!(
+                request.head.starts_with("POST /registerComponent "),
+                "{}",
+                request.head
+            );
+            if request.accepted {
+                break request.body;
+            }
+            refused += 1;
+        }
+    })
+    .await
+    .expect("registered after a refusal");
+    assert_eq!(refused, 1, "the first registration was refused and retried");
+    let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         body,
         json!({"id": "echo-registering", "type": "Echo", "url": entity.url()})

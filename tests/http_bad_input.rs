@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::Value;
 use stage7_transport::http::ServerHandle;
-use stage7_transport::{HttpServer, Message, Secret};
+use stage7_transport::{HttpServer, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -25,15 +24,11 @@ const GOOD: &str =
     r#"{"type":"request","sender":"t","recipient":"echo","requiresSync":true,"content":1}"#;
 
 async fn start() -> ServerHandle {
-    let echo = tower::service_fn(|m: Message| async move {
-        let content = m.content().cloned().unwrap_or_default();
-        Ok::<_, Infallible>(Some(m.reply(content)))
-    });
     HttpServer::new()
         .token(Secret::new(TOKEN))
         .max_body_size(MAX_BODY)
         .header_read_timeout(Duration::from_millis(300))
-        .bind("127.0.0.1:0", echo)
+        .bind("127.0.0.1:0", support::echo())
         .await
         .expect("the endpoint starts")
 }

@@ -21,14 +21,8 @@ use stage7_transport::{
 use tokio::sync::{Notify, mpsc};
 use tower::ServiceExt;
 
+use support::echo;
 use support::peer::{CountingForwarder, raw};
-
-fn echo() -> impl Handler {
-    tower::service_fn(|m: Message| async move {
-        let content = m.content().cloned().unwrap_or_default();
-        Ok::<_, Infallible>(Some(m.reply(content)))
-    })
-}
 
 async fn serve(server: HttpServer, handler: impl Handler) -> ServerHandle {
     server
@@ -178,9 +172,13 @@ async fn graceful_shutdown_completes_calls_in_flight() {
 
     let shutdown = tokio::spawn(server.shutdown(Duration::from_secs(30)));
     // New connections are refused once the shutdown has begun.
-    while tokio::net::TcpStream::connect(addr).await.is_ok() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while tokio::net::TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the shutting-down server still accepts new connections after 10 s");
     release.notify_one();
     let delivery = call.await.unwrap().unwrap();
     assert_eq!(
@@ -316,6 +314,57 @@ async fn handler_errors_and_panics_come_back_as_rejections() {
             .await
             .is_ok()
     );
+}
+
+#[tokio::test]
+async fn a_handlers_own_failures_keep_their_meaning_for_the_sender() {
+    let handler = tower::service_fn(|m: Message| async move {
+        match m.content().and_then(Value::as_str) {
+            Some("downstream") => Err(Error::new(
+                ErrorKind::NoRoute,
+                ErrorClass::NotDelivered,
+                "no queue for `planner`",
+            )),
+            Some("forbidden") => Err(Error::new(
+                ErrorKind::Unauthorized,
+                ErrorClass::Rejected,
+                "agents may not do this",
+            )),
+            _ => Ok(Some(m.reply(json!("x".repeat(4096))))),
+        }
+    });
+    let server = serve(HttpServer::new().max_body_size(2048), handler).await;
+    let transport = transport(server.local_addr());
+    for (content, kind, class, text) in [
+        (
+            // It arrived here and the handler may have acted: not "not
+            // delivered", which would make the sender try another route.
+            "downstream",
+            ErrorKind::NoRoute,
+            ErrorClass::UnknownOutcome,
+            "peer replied: no queue for `planner`",
+        ),
+        (
+            "forbidden",
+            ErrorKind::Unauthorized,
+            ErrorClass::Rejected,
+            "peer replied: agents may not do this",
+        ),
+        (
+            "big",
+            ErrorKind::TooLarge,
+            ErrorClass::Rejected,
+            "peer replied: the handler's reply cannot be sent",
+        ),
+    ] {
+        let error = transport
+            .clone()
+            .oneshot(Message::request("echo", json!(content)))
+            .await
+            .unwrap_err();
+        assert_eq!((error.kind(), error.class()), (kind, class), "{error}");
+        assert!(error.detail().starts_with(text), "{error}");
+    }
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stage7_transport::{Config, Entity, Message, Route};
-use support::{amqp_url, require_broker, unique};
+use stage7_transport::{Entity, Message, Route};
+use support::{amqp_url, broker_config, caller, require_broker, unique};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -50,32 +50,25 @@ async fn first_line(child: &mut Child) -> String {
     line
 }
 
-fn config() -> Config {
-    Config::from_vars([("RABBITMQ_URL", amqp_url())]).unwrap()
-}
-
-async fn caller() -> Entity {
-    Entity::builder(
-        "Caller",
-        tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) }),
-    )
-    .id(unique("caller"))
-    .config(config())
-    .start()
-    .await
-    .unwrap()
+/// Starts the peer, or fails the test saying how to install Node.
+fn spawn(mut command: Command) -> Child {
+    command.spawn().unwrap_or_else(|e| {
+        panic!(
+            "cannot run node for the interop tests ({e}): install Node.js and npm \
+             (`apt-get install nodejs npm`), then run `npm ci --prefix tests/interop`, \
+             or run `scripts/test`, which does both"
+        )
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_call_reaches_an_amqplib_peer() {
     require_broker().await;
     let id = unique("nodepeer");
-    let mut peer = node(&["serve", &id, "NodePeer"])
-        .spawn()
-        .expect("node runs");
+    let mut peer = spawn(node(&["serve", &id, "NodePeer"]));
     assert_eq!(first_line(&mut peer).await, "READY");
 
-    let caller = caller().await;
+    let caller = caller(broker_config(), &[]).await;
     for recipient in [id.as_str(), "nodepeer"] {
         let delivery = caller
             .call(Message::request(recipient, json!({"n": 1})))
@@ -103,7 +96,7 @@ async fn echo_entity(id: &str) -> Entity {
     });
     Entity::builder("Echo", echo)
         .id(id)
-        .config(config())
+        .config(broker_config())
         .start()
         .await
         .unwrap()
@@ -116,9 +109,7 @@ async fn an_entity_answers_an_amqplib_peer_by_id_type_and_all() {
     let entity = echo_entity(&id).await;
     assert!(entity.is_consuming());
     for recipient in [id.as_str(), "Echo", "echo"] {
-        let mut peer = node(&["call", recipient, r#"{"question": 42}"#])
-            .spawn()
-            .expect("node runs");
+        let mut peer = spawn(node(&["call", recipient, r#"{"question": 42}"#]));
         let reply: Value = serde_json::from_str(&first_line(&mut peer).await).unwrap();
         assert_eq!(reply["type"], "response");
         assert_eq!(reply["recipient"], "node-peer");
@@ -142,13 +133,11 @@ async fn an_amqplib_event_reaches_an_entity() {
     });
     let entity = Entity::builder("Listener", listener)
         .id(&id)
-        .config(config())
+        .config(broker_config())
         .start()
         .await
         .unwrap();
-    let mut peer = node(&["send", &id, r#"{"status": "done"}"#])
-        .spawn()
-        .expect("node runs");
+    let mut peer = spawn(node(&["send", &id, r#"{"status": "done"}"#]));
     let sent = first_line(&mut peer).await;
     let message = tokio::time::timeout(Duration::from_secs(10), received.recv())
         .await

@@ -230,6 +230,9 @@ async fn a_rejected_call_is_neither_retried_nor_fallen_back() {
 fn breaker_transitions_and_calls_are_counted_and_logged() {
     let logs = support::logs();
     let mark = logs.mark();
+    // Other tests open `amqp` breakers too: a recipient of this test's own
+    // tells its log line apart.
+    let recipient = support::unique("breaker-log");
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     metrics::with_local_recorder(&recorder, || {
@@ -253,7 +256,7 @@ fn breaker_transitions_and_calls_are_counted_and_logged() {
             for _ in 0..3 {
                 stack
                     .clone()
-                    .oneshot(Message::request("brain", json!(1)))
+                    .oneshot(Message::request(&recipient, json!(1)))
                     .await
                     .unwrap();
             }
@@ -264,6 +267,14 @@ fn breaker_transitions_and_calls_are_counted_and_logged() {
     assert!(
         text.contains("breaker=\"amqp\"") || text.contains("breaker=amqp"),
         "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.contains("circuit breaker opened")
+                && (line.contains("breaker=\"amqp\"") || line.contains("breaker=amqp"))
+                && (line.contains(&format!("key=\"{recipient}\""))
+                    || line.contains(&format!("key={recipient}")))),
+        "one line says this test's breaker opened, for its recipient: {text}"
     );
 
     let snapshot = snapshotter.snapshot().into_vec();
@@ -305,7 +316,10 @@ fn breaker_transitions_and_calls_are_counted_and_logged() {
         Some(&DebugValue::Counter(3))
     );
     assert!(matches!(
-        value("stage7_transport_breaker_state", &[("breaker", "amqp"), ("key", "brain")]),
+        value(
+            "stage7_transport_breaker_state",
+            &[("breaker", "amqp"), ("key", recipient.as_str())]
+        ),
         Some(DebugValue::Gauge(state)) if state.into_inner() == 1.0
     ));
 }

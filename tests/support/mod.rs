@@ -4,8 +4,13 @@
 pub(crate) mod peer;
 pub(crate) mod proxy;
 
+use std::convert::Infallible;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use stage7_transport::config::DEFAULT_RABBITMQ_URL;
+use stage7_transport::{Config, Entity, Handler, Message};
 
 /// Everything every `tracing` event of this test process wrote, at TRACE
 /// level, without colours. Installed once per test binary as the global
@@ -61,8 +66,50 @@ pub(crate) fn logs() -> Logs {
 
 /// The broker every AMQP test uses: `RABBITMQ_URL`, or the local default.
 pub(crate) fn amqp_url() -> String {
-    std::env::var("RABBITMQ_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+    std::env::var("RABBITMQ_URL").unwrap_or_else(|_| DEFAULT_RABBITMQ_URL.to_owned())
+}
+
+/// An entity configuration that reaches the broker at [`amqp_url`].
+pub(crate) fn broker_config() -> Config {
+    Config::from_vars([("RABBITMQ_URL", amqp_url())]).unwrap()
+}
+
+/// A handler that answers every message with a reply carrying its content.
+pub(crate) fn echo() -> impl Handler {
+    tower::service_fn(|m: Message| async move {
+        let content = m.content().cloned().unwrap_or_default();
+        Ok::<_, Infallible>(Some(m.reply(content)))
+    })
+}
+
+/// An entity that only calls: it handles nothing, and knows each
+/// `(recipient, url)` of `routes` as an HTTP route.
+pub(crate) async fn caller(config: Config, routes: &[(&str, &str)]) -> Entity {
+    let mut builder = Entity::builder(
+        "Caller",
+        tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) }),
+    )
+    .id(unique("caller"))
+    .config(config);
+    for (recipient, url) in routes {
+        builder = builder.route(*recipient, *url);
+    }
+    builder.start().await.unwrap()
+}
+
+/// Checks `condition` every few milliseconds until it holds or `limit` has
+/// passed; says whether it held.
+pub(crate) async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// `host:port` of a URL like `amqp://user:pass@host:port/vhost`.
@@ -99,18 +146,26 @@ pub(crate) fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &id[id.len() - 12..])
 }
 
-/// Runs `rabbitmqctl` with `args`, returning its standard output.
+/// Runs `rabbitmqctl` with `args`, returning its standard output; fails the
+/// test when it cannot run or fails.
 pub(crate) fn rabbitmqctl(args: &[&str]) -> String {
+    try_rabbitmqctl(args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `rabbitmqctl` with `args`: its standard output, or why it failed.
+pub(crate) fn try_rabbitmqctl(args: &[&str]) -> Result<String, String> {
     let output = std::process::Command::new("rabbitmqctl")
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl {args:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+        .map_err(|e| format!("cannot run rabbitmqctl {args:?}: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "rabbitmqctl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
 }
 
 /// Closes, from the broker's side, every connection whose client named

@@ -10,46 +10,19 @@
 //! both). The baseline sends the message's bytes encoded once; ours gets a
 //! copy of a template message with a fresh id and encodes it, as it must.
 
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::BasicProperties;
+use lapin::Confirmation;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use stage7_transport::amqp::AmqpTransport;
-use stage7_transport::amqp::topology::EXCHANGE;
+use stage7_transport::amqp::topology::{EXCHANGE, routing_key};
 use stage7_transport::{Message, MessageType};
-use tower::ServiceExt;
 
 use super::Options;
-use super::amqp_rpc::{name, url};
-use super::harness::{Comparison, Side, compare, fresh};
+use super::broker::{bound_queue, connect, name, url};
+use super::harness::{Comparison, Side, compare, service_side};
 
-async fn capped_queue(channel: &Channel, recipient: &str) -> Result<(), String> {
-    let mut arguments = FieldTable::default();
-    arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(10_000));
-    arguments.insert("x-expires".into(), AMQPValue::LongLongInt(60_000));
-    channel
-        .queue_declare(
-            recipient.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            arguments,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    channel
-        .queue_bind(
-            recipient.into(),
-            EXCHANGE.into(),
-            format!("message.{recipient}").into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| e.to_string())
-}
+/// The most messages each sink queue holds.
+const SINK_LENGTH: i64 = 10_000;
 
 fn event(recipient: &str) -> Message {
     Message::new(MessageType::StatusUpdate)
@@ -60,17 +33,7 @@ fn event(recipient: &str) -> Message {
 
 pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     let url = url()?;
-    let connection = Connection::connect(
-        &url,
-        ConnectionProperties::default().with_connection_name("bench-raw".into()),
-    )
-    .await
-    .map_err(|e| {
-        format!(
-            "cannot reach RabbitMQ at {}: {e}",
-            stage7_transport::config::redact_url(&url)
-        )
-    })?;
+    let connection = connect(&url, "bench-raw").await?;
     let channel = connection
         .create_channel()
         .await
@@ -80,8 +43,8 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
         .await
         .map_err(|e| e.to_string())?;
     let (raw_target, our_target) = (name("raw-sink"), name("sink"));
-    capped_queue(&channel, &raw_target).await?;
-    capped_queue(&channel, &our_target).await?;
+    bound_queue(&channel, &raw_target, Some(SINK_LENGTH)).await?;
+    bound_queue(&channel, &our_target, Some(SINK_LENGTH)).await?;
 
     let transport = AmqpTransport::builder(url)
         .connection_name("bench-transport")
@@ -89,7 +52,7 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
         .map_err(|e| e.to_string())?;
     transport.connected().await;
     let raw_body = event(&raw_target).to_json().map_err(|e| e.to_string())?;
-    let raw_key = format!("message.{raw_target}");
+    let raw_key = routing_key(&raw_target);
 
     let mut comparisons = Vec::new();
     for &concurrency in &options.concurrency {
@@ -124,13 +87,7 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
                     }
                 }
             }),
-            Side::new("transport", {
-                let (transport, template) = (transport.clone(), event(&our_target));
-                move |_| {
-                    let call = transport.clone().oneshot(fresh(&template));
-                    async move { call.await.map(drop).map_err(|e| e.to_string()) }
-                }
-            }),
+            service_side("transport", transport.clone(), event(&our_target)),
         ];
         comparisons.push(
             compare(

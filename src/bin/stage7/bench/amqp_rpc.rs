@@ -13,43 +13,25 @@
 //! a fresh id and encodes it, as it must.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_core::Stream;
 use lapin::message::Delivery as AmqpDelivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueBindOptions, QueueDeclareOptions,
+    ConfirmSelectOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
-use stage7_transport::amqp::topology::{EXCHANGE, REPLY_TO};
-use stage7_transport::amqp::{AmqpTransport, Subscription};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, Consumer};
+use stage7_transport::amqp::AmqpTransport;
+use stage7_transport::amqp::topology::{EXCHANGE, REPLY_TO, routing_key};
 use stage7_transport::{BranchConfig, Message, Route, TransportBuilder};
 use tokio::sync::oneshot;
-use tower::ServiceExt;
 
 use super::Options;
-use super::harness::{Comparison, Side, compare, fresh};
-
-/// The broker URL from the environment (`RABBITMQ_URL`, or the
-/// `RABBITMQ_DEFAULT_*` variables), as every entity reads it.
-pub(crate) fn url() -> Result<String, String> {
-    stage7_transport::Config::from_env()
-        .map(|config| config.rabbitmq_url.expose().to_owned())
-        .map_err(|e| e.to_string())
-}
-
-pub(crate) fn name(prefix: &str) -> String {
-    format!("{prefix}-{}", &stage7_transport::message::new_id()[24..])
-}
-
-pub(crate) async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
-    std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
-}
+use super::broker::{bound_queue, connect, echo_entity, name, next, url};
+use super::harness::{Comparison, Side, compare, service_side};
 
 /// The bare-lapin client: one confirm-mode channel, a reply consumer and a
 /// correlation map, nothing else.
@@ -153,29 +135,7 @@ async fn raw_responder(connection: &Connection, queue: &str, prefetch: u16) -> R
         .basic_qos(prefetch, BasicQosOptions::default())
         .await
         .map_err(|e| e.to_string())?;
-    let mut arguments = FieldTable::default();
-    arguments.insert("x-expires".into(), AMQPValue::LongLongInt(60_000));
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            arguments,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    channel
-        .queue_bind(
-            queue.into(),
-            EXCHANGE.into(),
-            format!("message.{queue}").into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    bound_queue(&channel, queue, None).await?;
     let mut requests = channel
         .basic_consume(
             queue.into(),
@@ -220,17 +180,7 @@ fn payload() -> serde_json::Value {
 
 pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     let url = url()?;
-    let connection = Connection::connect(
-        &url,
-        ConnectionProperties::default().with_connection_name("bench-raw".into()),
-    )
-    .await
-    .map_err(|e| {
-        format!(
-            "cannot reach RabbitMQ at {}: {e}",
-            stage7_transport::config::redact_url(&url)
-        )
-    })?;
+    let connection = connect(&url, "bench-raw").await?;
     let raw_queue = name("raw-echo");
     raw_responder(&connection, &raw_queue, 64).await?;
     let raw = RawClient::connect(&connection).await?;
@@ -240,16 +190,7 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let entity = name("echo");
-    let echo = tower::service_fn(|message: Message| async move {
-        let content = message.content().cloned().unwrap_or_default();
-        Ok::<_, std::convert::Infallible>(Some(message.reply(content)))
-    });
-    let subscriber = transport
-        .subscribe(Subscription::new(&entity, "Echo", echo).expires(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    tokio::time::timeout(Duration::from_secs(10), subscriber.ready())
-        .await
-        .map_err(|_| "the benchmark entity did not start consuming".to_owned())?;
+    let subscriber = echo_entity(&transport, &entity).await?;
     let stack = TransportBuilder::new(transport.clone())
         .primary_config(BranchConfig::new(Route::Amqp))
         .build()
@@ -257,7 +198,7 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
 
     let template = Message::request(&entity, payload()).with_sender("bench");
     let raw_body = template.to_json().map_err(|e| e.to_string())?;
-    let raw_key = format!("message.{raw_queue}");
+    let raw_key = routing_key(&raw_queue);
     let mut comparisons = Vec::new();
     for &concurrency in &options.concurrency {
         let sides = vec![
@@ -268,20 +209,8 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
                     async move { raw.call(&key, &body, &i.to_string()).await }
                 }
             }),
-            Side::new("transport", {
-                let (transport, template) = (transport.clone(), template.clone());
-                move |_| {
-                    let call = transport.clone().oneshot(fresh(&template));
-                    async move { call.await.map(drop).map_err(|e| e.to_string()) }
-                }
-            }),
-            Side::new("stack", {
-                let (stack, template) = (stack.clone(), template.clone());
-                move |_| {
-                    let call = stack.clone().oneshot(fresh(&template));
-                    async move { call.await.map(drop).map_err(|e| e.to_string()) }
-                }
-            }),
+            service_side("transport", transport.clone(), template.clone()),
+            service_side("stack", stack.clone(), template.clone()),
         ];
         comparisons.push(compare("amqp-rpc", options.n, concurrency, options.rounds, sides).await?);
     }

@@ -19,25 +19,39 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use stage7_transport::amqp::{AmqpTransport, Subscription};
+use stage7_transport::amqp::AmqpTransport;
 use stage7_transport::{Config, Entity, Message, Route};
 use tower::ServiceExt;
 
 use super::Options;
-use super::amqp_rpc::{name, url};
+use super::broker::{echo_entity, name, url};
 
 /// Forced-close trials per run.
 const TRIALS: usize = 20;
 
-fn close_connection(connection_name: &str) -> Result<(), String> {
-    let listed = Command::new("rabbitmqctl")
-        .args(["list_connections", "pid", "client_properties", "-q"])
+/// Runs the local broker's `rabbitmqctl` with `args`; returns its output.
+fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
+    let output = Command::new("rabbitmqctl")
+        .args(args)
         .output()
         .map_err(|e| {
             format!("cannot run rabbitmqctl (the failover bench needs the local broker's CLI): {e}")
         })?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "rabbitmqctl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// Closes, from the broker's side, the connection whose client named itself
+/// `connection_name`.
+fn close_connection(connection_name: &str) -> Result<(), String> {
+    let listed = rabbitmqctl(&["list_connections", "pid", "client_properties", "-q"])?;
     let wanted = format!("{{\"connection_name\",\"{connection_name}\"}}");
-    let listed = String::from_utf8_lossy(&listed.stdout);
     let pid = listed
         .lines()
         .find_map(|line| {
@@ -46,15 +60,7 @@ fn close_connection(connection_name: &str) -> Result<(), String> {
         })
         .map(|(pid, _)| pid.to_owned())
         .ok_or_else(|| format!("no broker connection named {connection_name}"))?;
-    let closed = Command::new("rabbitmqctl")
-        .args(["close_connection", &pid, "failover bench"])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if closed.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&closed.stderr).into_owned())
-    }
+    rabbitmqctl(&["close_connection", &pid, "failover bench"]).map(drop)
 }
 
 fn report(series: &str, gaps: &mut [Duration], as_json: bool) {
@@ -86,15 +92,7 @@ async fn amqp_forced_close() -> Result<Vec<Duration>, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let entity = name("echo");
-    let echo = tower::service_fn(|message: Message| async move {
-        Ok::<_, std::convert::Infallible>(Some(message.reply(json!("ok"))))
-    });
-    let subscriber = server
-        .subscribe(Subscription::new(&entity, "Echo", echo).expires(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    tokio::time::timeout(Duration::from_secs(10), subscriber.ready())
-        .await
-        .map_err(|_| "the benchmark entity did not start consuming".to_owned())?;
+    let subscriber = echo_entity(&server, &entity).await?;
     let client_name = name("bench-client");
     let client = AmqpTransport::builder(url)
         .connection_name(&client_name)
@@ -151,18 +149,6 @@ enum Fault {
     StopApp,
 }
 
-fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
-}
-
 /// Runs `trials` faults against a caller entity calling a callee entity,
 /// returning the takeover and comeback times and the failed calls.
 async fn entities(
@@ -217,7 +203,7 @@ async fn entities(
         let connection = format!("Caller:{caller_id}");
         let mut inject = tokio::task::spawn_blocking(move || match fault {
             Fault::Close => close_connection(&connection),
-            Fault::StopApp => rabbitmqctl(&["stop_app"]),
+            Fault::StopApp => rabbitmqctl(&["stop_app"]).map(drop),
         });
         let mut injected = None;
         let lost = loop {
@@ -248,7 +234,7 @@ async fn entities(
             Fault::StopApp => {
                 tokio::task::spawn_blocking(|| {
                     rabbitmqctl(&["start_app"])?;
-                    rabbitmqctl(&["await_startup"])
+                    rabbitmqctl(&["await_startup"]).map(drop)
                 })
                 .await
                 .map_err(|e| e.to_string())??;

@@ -8,11 +8,18 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde_json::json;
-use stage7_transport::Message;
+use stage7_transport::{Delivery, Error, Message};
+use tower::{Service, ServiceExt};
 
 /// Latencies are recorded in nanoseconds, up to a minute.
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Adds one call's latency to `latencies`.
+fn record(latencies: &mut Histogram<u64>, latency: Duration) {
+    let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+    latencies.saturating_record(ns.max(1));
 }
 
 /// One series of a run: every call of one side at one concurrency.
@@ -33,8 +40,7 @@ impl Series {
     }
 
     pub(crate) fn record(&mut self, latency: Duration) {
-        let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        self.latencies.saturating_record(ns.max(1));
+        record(&mut self.latencies, latency);
     }
 
     pub(crate) fn add_elapsed(&mut self, elapsed: Duration, calls: usize) {
@@ -75,8 +81,7 @@ where
                 }
                 let t0 = Instant::now();
                 call(i).await?;
-                let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                latencies.saturating_record(ns.max(1));
+                record(&mut latencies, t0.elapsed());
             }
         });
     }
@@ -123,6 +128,27 @@ impl Side {
             call: Arc::new(move |i| Box::pin(call(i))),
         }
     }
+}
+
+/// A side that sends a copy of `template` with a [`fresh`] id through
+/// `service`. A request must come back with a reply; anything else need
+/// only be delivered.
+pub(crate) fn service_side<S>(label: &'static str, service: S, template: Message) -> Side
+where
+    S: Service<Message, Response = Delivery, Error = Error> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    let wants_reply = template.requires_sync();
+    Side::new(label, move |_| {
+        let call = service.clone().oneshot(fresh(&template));
+        async move {
+            let delivery = call.await.map_err(|e| e.to_string())?;
+            if wants_reply && delivery.reply().is_none() {
+                return Err("no reply".to_owned());
+            }
+            Ok(())
+        }
+    })
 }
 
 /// Alternates `rounds` rounds of each side, `n / rounds` calls each, after a

@@ -28,10 +28,9 @@ use serde_json::json;
 use stage7_transport::http::StaticResolver;
 use stage7_transport::{BranchConfig, HttpServer, HttpTransport, Message, Route, TransportBuilder};
 use tokio::net::TcpListener;
-use tower::ServiceExt;
 
 use super::Options;
-use super::harness::{Comparison, Side, compare, fresh};
+use super::harness::{Comparison, Side, compare, service_side};
 
 const SCENARIO: &str = "http-rpc";
 
@@ -117,32 +116,8 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
                 }
             })
         };
-        let ours = {
-            let (transport, template) = (transport.clone(), template.clone());
-            Side::new("transport", move |_| {
-                let call = transport.clone().oneshot(fresh(&template));
-                async move {
-                    let delivery = call.await.map_err(|e| e.to_string())?;
-                    delivery
-                        .reply()
-                        .map(|_| ())
-                        .ok_or_else(|| "no reply".to_owned())
-                }
-            })
-        };
-        let stacked = {
-            let (stack, template) = (stack.clone(), template.clone());
-            Side::new("stack", move |_| {
-                let call = stack.clone().oneshot(fresh(&template));
-                async move {
-                    let delivery = call.await.map_err(|e| e.to_string())?;
-                    delivery
-                        .reply()
-                        .map(|_| ())
-                        .ok_or_else(|| "no reply".to_owned())
-                }
-            })
-        };
+        let ours = service_side("transport", transport.clone(), template.clone());
+        let stacked = service_side("stack", stack.clone(), template.clone());
         comparisons.push(
             compare(
                 SCENARIO,

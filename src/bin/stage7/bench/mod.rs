@@ -3,6 +3,7 @@
 
 mod amqp_publish;
 mod amqp_rpc;
+mod broker;
 mod failover;
 mod harness;
 mod http_rpc;

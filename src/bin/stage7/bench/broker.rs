@@ -1,0 +1,95 @@
+//! What the RabbitMQ load runs share: the broker URL, fresh names, a bare
+//! lapin connection, the baselines' queues and the benchmark entity.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_core::Stream;
+use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, ConnectionProperties};
+use stage7_transport::amqp::topology::{EXCHANGE, routing_key};
+use stage7_transport::amqp::{AmqpTransport, Subscriber, Subscription};
+use stage7_transport::config::redact_url;
+use stage7_transport::{Config, Message};
+
+/// The broker URL from the environment (`RABBITMQ_URL`, or the
+/// `RABBITMQ_DEFAULT_*` variables), as every entity reads it.
+pub(crate) fn url() -> Result<String, String> {
+    Config::from_env()
+        .map(|config| config.rabbitmq_url.expose().to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// `prefix` and a suffix no other run uses.
+pub(crate) fn name(prefix: &str) -> String {
+    format!("{prefix}-{}", &stage7_transport::message::new_id()[24..])
+}
+
+/// The next item of `stream`.
+pub(crate) async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| Pin::new(&mut *stream).poll_next(cx)).await
+}
+
+/// A bare lapin connection named `connection_name`; the error names the
+/// broker without its password.
+pub(crate) async fn connect(url: &str, connection_name: &str) -> Result<Connection, String> {
+    Connection::connect(
+        url,
+        ConnectionProperties::default().with_connection_name(connection_name.into()),
+    )
+    .await
+    .map_err(|e| format!("cannot reach RabbitMQ at {}: {e}", redact_url(url)))
+}
+
+/// Declares a durable queue named after `recipient`, expiring a minute after
+/// its last use and holding at most `max_length` messages (oldest dropped)
+/// when given, and binds it to `recipient`'s routing key.
+pub(crate) async fn bound_queue(
+    channel: &Channel,
+    recipient: &str,
+    max_length: Option<i64>,
+) -> Result<(), String> {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-expires".into(), AMQPValue::LongLongInt(60_000));
+    if let Some(max_length) = max_length {
+        arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(max_length));
+    }
+    channel
+        .queue_declare(
+            recipient.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    channel
+        .queue_bind(
+            recipient.into(),
+            EXCHANGE.into(),
+            routing_key(recipient).into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Serves entity `id` on `transport` with a handler that answers requests
+/// with their content; returns once it consumes.
+pub(crate) async fn echo_entity(transport: &AmqpTransport, id: &str) -> Result<Subscriber, String> {
+    let echo = tower::service_fn(|message: Message| async move {
+        let content = message.content().cloned().unwrap_or_default();
+        Ok::<_, std::convert::Infallible>(Some(message.reply(content)))
+    });
+    let subscriber = transport
+        .subscribe(Subscription::new(id, "Echo", echo).expires(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(Duration::from_secs(10), subscriber.ready())
+        .await
+        .map_err(|_| "the benchmark entity did not start consuming".to_owned())?;
+    Ok(subscriber)
+}
