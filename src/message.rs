@@ -747,18 +747,21 @@ impl Codec {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(Error::invalid("invalid message: empty body"));
         }
-        match serde_json::from_slice::<Fields>(bytes) {
+        // Checked once for the whole body, so the parser need not check
+        // every string again.
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            Error::invalid(format!("malformed JSON: the body is not UTF-8 ({e})")).with_source(e)
+        })?;
+        match serde_json::from_str::<Fields>(text) {
             Ok(fields) => Ok(fields.into_message(transport_id)),
             // Field errors wrap the parser's, hiding a syntax error inside a
             // field; a second, message-blind parse tells them apart.
-            Err(error) => Err(
-                match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-                    Err(syntax) => {
-                        Error::invalid(format!("malformed JSON: {syntax}")).with_source(syntax)
-                    }
-                    Ok(_) => Error::invalid(format!("invalid message: {error}")).with_source(error),
-                },
-            ),
+            Err(error) => Err(match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+                Err(syntax) => {
+                    Error::invalid(format!("malformed JSON: {syntax}")).with_source(syntax)
+                }
+                Ok(_) => Error::invalid(format!("invalid message: {error}")).with_source(error),
+            }),
         }
     }
 }

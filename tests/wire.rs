@@ -103,6 +103,7 @@ fn invalid_fixtures_get_errors_that_name_the_problem() {
         ("empty_id", "field `id` must not be empty"),
         ("missing_sender", "missing field `sender`"),
         ("missing_type", "missing field `type`"),
+        ("not_utf8", "the body is not UTF-8"),
         ("numeric_id", "field `id`"),
         ("string", "expected a message object"),
         ("truncated", "malformed JSON"),
