@@ -8,7 +8,8 @@
 //!   `GET /healthy`, `GET /ready`),
 //! * consumes the entity's AMQP queue `{type}-{id}`, bound to
 //!   `message.{id}`, `message.{type}` and `message.all` — at once if the
-//!   broker answers, otherwise as soon as it does,
+//!   broker answers, otherwise as soon as it does (with a generated id the
+//!   queue expires once the instance is gone: [`EntityBuilder::queue_expires`]),
 //! * registers with the PostOffice (`POST /registerComponent`) when one is
 //!   configured, retrying in the background until it answers,
 //! * and assembles the stack for outgoing calls: AMQP first, HTTP second.
@@ -67,6 +68,12 @@ use crate::transport::{Delivery, Route};
 /// Default time [`Entity::shutdown`] gives running handlers: 10 s.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long the queue of an entity with a generated id outlives its last
+/// consumer: 30 minutes. Nobody consumes it once that instance is gone, and
+/// its `message.{type}` and `message.all` bindings would otherwise keep
+/// filling it; half an hour rides out any reconnection.
+pub const DEFAULT_EPHEMERAL_QUEUE_EXPIRY: Duration = Duration::from_secs(30 * 60);
+
 /// How long [`EntityBuilder::start`] waits for a broker that answers to
 /// have the entity's queue consumed, so the first calls already use AMQP.
 const START_WAIT: Duration = Duration::from_secs(5);
@@ -112,6 +119,7 @@ impl Entity {
             routes: Vec::new(),
             register: true,
             work_queue: false,
+            queue_expires: None,
             prefetch: crate::amqp::DEFAULT_PREFETCH,
             amqp_branch: BranchConfig::new(Route::Amqp),
             http_branch: BranchConfig::new(Route::Http),
@@ -271,6 +279,7 @@ pub struct EntityBuilder {
     routes: Vec<(String, String)>,
     register: bool,
     work_queue: bool,
+    queue_expires: Option<Option<Duration>>,
     prefetch: u16,
     amqp_branch: BranchConfig,
     http_branch: BranchConfig,
@@ -328,6 +337,16 @@ impl EntityBuilder {
         self
     }
 
+    /// How long the broker keeps the entity's queue once nothing consumes
+    /// it (`x-expires`); `None` keeps it for ever, so messages wait for the
+    /// entity's return. Default: for ever when [`id`](Self::id) is given,
+    /// [`DEFAULT_EPHEMERAL_QUEUE_EXPIRY`] when the id is generated (no later
+    /// instance has that id, so nothing would ever consume the queue).
+    pub fn queue_expires(mut self, unused_for: Option<Duration>) -> Self {
+        self.queue_expires = Some(unused_for);
+        self
+    }
+
     /// AMQP messages handled at once. Default
     /// [`DEFAULT_PREFETCH`](crate::amqp::DEFAULT_PREFETCH).
     pub fn prefetch(mut self, prefetch: u16) -> Self {
@@ -374,6 +393,9 @@ impl EntityBuilder {
     /// listen.
     pub async fn start(self) -> Result<Entity> {
         let config = self.config;
+        let queue_expires = self
+            .queue_expires
+            .unwrap_or_else(|| self.id.is_none().then_some(DEFAULT_EPHEMERAL_QUEUE_EXPIRY));
         let id = self.id.unwrap_or_else(|| {
             let random = crate::message::new_id();
             format!(
@@ -399,12 +421,14 @@ impl EntityBuilder {
             .connection_name(format!("{}:{id}", self.component_type))
             .codec(Codec::new(config.max_message_size))
             .build()?;
-        let subscriber = amqp.subscribe(
-            Subscription::new(&id, &self.component_type, self.handler)
-                .dedup(dedup)
-                .work_queue(self.work_queue)
-                .prefetch(self.prefetch),
-        )?;
+        let mut subscription = Subscription::new(&id, &self.component_type, self.handler)
+            .dedup(dedup)
+            .work_queue(self.work_queue)
+            .prefetch(self.prefetch);
+        if let Some(unused_for) = queue_expires {
+            subscription = subscription.expires(unused_for);
+        }
+        let subscriber = amqp.subscribe(subscription)?;
 
         let resolver = ResolverChain::new()
             .or(StaticResolver::new(self.routes)?)

@@ -522,3 +522,71 @@ async fn a_dropped_subscriber_keeps_consuming() {
     assert_eq!(reply.reply().unwrap().content(), Some(&json!("still")));
     assert!(received.recv().await.is_some());
 }
+
+#[tokio::test]
+async fn a_work_queue_shares_the_types_messages_between_instances() {
+    require_broker().await;
+    let transport = transport(&unique("t-work"));
+    let kind = unique("Pool");
+    let (seen, mut received) = mpsc::unbounded_channel();
+    let mut instances = Vec::new();
+    for instance in 0..2 {
+        let seen = seen.clone();
+        let handler = tower::service_fn(move |message: Message| {
+            let _ = seen.send((instance, message.id().to_owned()));
+            async { Ok::<_, Infallible>(None) }
+        });
+        let subscriber = transport
+            .subscribe(
+                Subscription::new(unique("pool"), &kind, handler)
+                    .work_queue(true)
+                    .expires(Duration::from_secs(60)),
+            )
+            .unwrap();
+        subscriber.ready().await;
+        instances.push(subscriber);
+    }
+
+    let sent = 40;
+    for n in 0..sent {
+        let event = Message::new(MessageType::Statement)
+            .with_recipient(&kind)
+            .with_content(json!(n));
+        transport.clone().oneshot(event).await.unwrap();
+    }
+    let mut runs: HashMap<String, usize> = HashMap::new();
+    let mut by_instance = [0; 2];
+    while runs.len() < sent {
+        let (instance, id) = tokio::time::timeout(Duration::from_secs(30), received.recv())
+            .await
+            .expect("every message reaches an instance")
+            .unwrap();
+        *runs.entry(id).or_default() += 1;
+        by_instance[instance] += 1;
+    }
+    // A copy per instance, had the type also been bound to their own
+    // queues, would be here by now.
+    while let Ok(Some((instance, id))) =
+        tokio::time::timeout(Duration::from_millis(300), received.recv()).await
+    {
+        *runs.entry(id).or_default() += 1;
+        by_instance[instance] += 1;
+    }
+    assert!(
+        runs.values().all(|&n| n == 1),
+        "each handled once: {runs:?}"
+    );
+    assert!(by_instance.iter().all(|&n| n > 0), "{by_instance:?}");
+
+    let own_queue = instances[0].queue().to_owned();
+    for subscriber in instances {
+        subscriber.shutdown(Duration::from_secs(5)).await;
+    }
+    let own = support::redeclare_without_expiry(&own_queue)
+        .await
+        .unwrap_err();
+    assert!(own.contains("x-expires"), "{own}");
+    support::redeclare_without_expiry(&kind.to_lowercase())
+        .await
+        .expect("the shared work queue never expires");
+}

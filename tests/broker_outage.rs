@@ -122,6 +122,7 @@ mod entities {
         let id = unique("echo");
         let callee = Entity::builder("Echo", handler)
             .id(&id)
+            .queue_expires(Some(Duration::from_secs(120)))
             .config(config.clone())
             .start()
             .await

@@ -10,9 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use stage7_transport::amqp::topology::queue_name;
+use stage7_transport::entity::DEFAULT_EPHEMERAL_QUEUE_EXPIRY;
 use stage7_transport::{Config, Entity, ErrorClass, Message, MessageType, Route};
 use support::proxy::{Mode, Proxy};
-use support::{amqp_url, broker_config, caller, eventually, host_port, require_broker, unique};
+use support::{
+    amqp_url, broker_config, caller, eventually, host_port, redeclare_without_expiry,
+    require_broker, unique,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -42,6 +47,7 @@ async fn echo(id: &str, config: Config, ledger: Ledger) -> Entity {
     });
     Entity::builder("Echo", handler)
         .id(id)
+        .queue_expires(Some(Duration::from_secs(120)))
         .config(config)
         .shutdown_grace(Duration::from_secs(5))
         .start()
@@ -176,6 +182,7 @@ async fn graceful_shutdown_under_load_loses_nothing_acknowledged() {
     };
     let first = Entity::builder("Worker", slow.clone())
         .id(&id)
+        .queue_expires(Some(Duration::from_secs(120)))
         .config(broker_config())
         .shutdown_grace(Duration::from_secs(10))
         .start()
@@ -197,6 +204,7 @@ async fn graceful_shutdown_under_load_loses_nothing_acknowledged() {
     }
     let second = Entity::builder("Worker", slow)
         .id(&id)
+        .queue_expires(Some(Duration::from_secs(120)))
         .config(broker_config())
         .start()
         .await
@@ -315,4 +323,35 @@ async fn registers_with_the_postoffice_retrying_until_it_answers() {
         json!({"id": "echo-registering", "type": "Echo", "url": entity.url()})
     );
     entity.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_id_gets_a_queue_that_expires_and_a_chosen_one_keeps_its_queue() {
+    require_broker().await;
+    let ephemeral = Entity::builder("Echo", support::echo())
+        .config(broker_config())
+        .start()
+        .await
+        .unwrap();
+    let named = Entity::builder("Echo", support::echo())
+        .id(unique("echo"))
+        .config(broker_config())
+        .start()
+        .await
+        .unwrap();
+    assert!(ephemeral.is_consuming() && named.is_consuming());
+    ephemeral.shutdown().await.unwrap();
+    named.shutdown().await.unwrap();
+
+    let refused = redeclare_without_expiry(&queue_name("Echo", ephemeral.id()))
+        .await
+        .unwrap_err();
+    let expiry = DEFAULT_EPHEMERAL_QUEUE_EXPIRY.as_millis().to_string();
+    assert!(
+        refused.contains("x-expires") && refused.contains(&expiry),
+        "{refused}"
+    );
+    redeclare_without_expiry(&queue_name("Echo", named.id()))
+        .await
+        .expect("a chosen id keeps its queue without expiry");
 }

@@ -96,6 +96,7 @@ async fn echo_entity(id: &str) -> Entity {
     });
     Entity::builder("Echo", echo)
         .id(id)
+        .queue_expires(Some(Duration::from_secs(120)))
         .config(broker_config())
         .start()
         .await
@@ -133,6 +134,7 @@ async fn an_amqplib_event_reaches_an_entity() {
     });
     let entity = Entity::builder("Listener", listener)
         .id(&id)
+        .queue_expires(Some(Duration::from_secs(120)))
         .config(broker_config())
         .start()
         .await

@@ -120,8 +120,13 @@ impl Subscription {
         self
     }
 
-    /// Let the broker delete the queue after it has had no consumer for this
-    /// long (`x-expires`). Default: never.
+    /// Let the broker delete the entity's own queue after it has had no
+    /// consumer for this long (`x-expires`): for instances whose id is not
+    /// reused, whose queue nobody would consume again. The shared
+    /// [work queue](Self::work_queue) never expires. Default: never.
+    ///
+    /// A queue is declared with its arguments once; declaring an existing
+    /// queue with another expiry fails until the queue is deleted.
     pub fn expires(mut self, unused_for: Duration) -> Self {
         self.expires = Some(unused_for);
         self
@@ -335,8 +340,10 @@ async fn arm(
     let expires = subscription
         .expires
         .map(|unused| u64::try_from(unused.as_millis()).unwrap_or(u64::MAX));
+    let own = subscription.queue();
     let mut consumers = Vec::new();
     for (queue, keys) in subscription.queues() {
+        let expires = expires.filter(|_| queue == own);
         declare_queue(&channel, &queue, &keys, expires).await?;
         // The broker names the consumer: ours could outgrow a short string.
         let consumer: Consumer = channel

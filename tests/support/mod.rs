@@ -90,6 +90,7 @@ pub(crate) async fn caller(config: Config, routes: &[(&str, &str)]) -> Entity {
         tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) }),
     )
     .id(unique("caller"))
+    .queue_expires(Some(Duration::from_secs(120)))
     .config(config);
     for (recipient, url) in routes {
         builder = builder.route(*recipient, *url);
@@ -183,4 +184,42 @@ pub(crate) fn close_connection(name: &str) -> usize {
         }
     }
     closed
+}
+
+/// Redeclares `queue` as consumers declare theirs but without `x-expires`:
+/// the broker accepts that only if the queue has no expiry, and otherwise
+/// says which expiry it has. A queue that had none is deleted.
+pub(crate) async fn redeclare_without_expiry(queue: &str) -> Result<(), String> {
+    let connection =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut arguments = lapin::types::FieldTable::default();
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        lapin::types::AMQPValue::LongString(
+            stage7_transport::amqp::topology::DEAD_LETTER_EXCHANGE.into(),
+        ),
+    );
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string());
+    if declared.is_ok() {
+        channel
+            .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+            .await
+            .unwrap();
+    }
+    let _ = connection.close(200, "checked".into()).await;
+    declared
 }

@@ -162,6 +162,7 @@ async fn entities(
     let callee_id = name("bench-echo");
     let callee = Entity::builder("Echo", echo)
         .id(&callee_id)
+        .queue_expires(Some(Duration::from_secs(60)))
         .config(config.clone())
         .start()
         .await
@@ -172,6 +173,7 @@ async fn entities(
         tower::service_fn(|_: Message| async { Ok::<_, std::convert::Infallible>(None) }),
     )
     .id(&caller_id)
+    .queue_expires(Some(Duration::from_secs(60)))
     .config(config)
     .route(&callee_id, callee.url())
     .start()
