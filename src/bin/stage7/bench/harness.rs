@@ -22,12 +22,32 @@ fn record(latencies: &mut Histogram<u64>, latency: Duration) {
     latencies.saturating_record(ns.max(1));
 }
 
+/// CPU time this process has used so far (all threads, user and system),
+/// from `/proc/self/stat`; `None` where that cannot be read.
+///
+/// Our process runs both ends of every scenario, so its CPU per call is a
+/// figure the broker's load and the machine's other tenants barely move.
+pub(crate) fn process_cpu() -> Option<Duration> {
+    // Reported in USER_HZ, which Linux fixes at 100 for user space.
+    const TICKS_PER_SECOND: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis(
+        (user + system) * 1000 / TICKS_PER_SECOND,
+    ))
+}
+
 /// One series of a run: every call of one side at one concurrency.
 #[derive(Debug)]
 pub(crate) struct Series {
     pub(crate) elapsed: Duration,
     pub(crate) calls: u64,
     pub(crate) latencies: Histogram<u64>,
+    /// CPU time of the whole process while the series ran, if known.
+    pub(crate) cpu: Option<Duration>,
 }
 
 impl Series {
@@ -36,6 +56,7 @@ impl Series {
             elapsed: Duration::ZERO,
             calls: 0,
             latencies: histogram(),
+            cpu: Some(Duration::ZERO),
         }
     }
 
@@ -50,6 +71,20 @@ impl Series {
 
     pub(crate) fn rate(&self) -> f64 {
         self.calls as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    /// Adds CPU time the series used, from two [`process_cpu`] readings.
+    pub(crate) fn add_cpu(&mut self, before: Option<Duration>, after: Option<Duration>) {
+        self.cpu = match (self.cpu, before, after) {
+            (Some(total), Some(before), Some(after)) => Some(total + after.saturating_sub(before)),
+            _ => None,
+        };
+    }
+
+    /// Process CPU per call, in microseconds.
+    pub(crate) fn cpu_us(&self) -> Option<f64> {
+        let calls = self.calls.max(1) as f64;
+        self.cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / calls)
     }
 
     pub(crate) fn p50_us(&self) -> f64 {
@@ -176,7 +211,9 @@ pub(crate) async fn compare(
                 round + 1
             );
             let call = side.call.clone();
+            let before = process_cpu();
             let series = measure(per_round, concurrency, move |i| call(i)).await?;
+            total.add_cpu(before, process_cpu());
             total.elapsed += series.elapsed;
             total.calls += series.calls;
             total
@@ -208,18 +245,22 @@ impl Comparison {
                         "scenario": self.scenario, "series": label, "concurrency": self.concurrency,
                         "n": series.calls, "rate": round2(series.rate()),
                         "p50_us": round2(series.p50_us()), "p99_us": round2(series.p99_us()),
+                        "cpu_us_per_call": series.cpu_us().map(round2),
                     })
                 );
             } else {
                 println!(
-                    "{:<14} {:<10} c={:<4} n={:<8} rate={:>11.0}/s  p50={:>9.2} µs  p99={:>9.2} µs",
+                    "{:<14} {:<10} c={:<4} n={:<8} rate={:>11.0}/s  p50={:>9.2} µs  p99={:>9.2} µs  cpu={:>7} µs/call",
                     self.scenario,
                     label,
                     self.concurrency,
                     series.calls,
                     series.rate(),
                     series.p50_us(),
-                    series.p99_us()
+                    series.p99_us(),
+                    series
+                        .cpu_us()
+                        .map_or_else(|| "?".to_owned(), |cpu| format!("{cpu:.1}"))
                 );
             }
         }
@@ -227,18 +268,29 @@ impl Comparison {
         for (label, series) in &self.candidates {
             let rate_ratio = series.rate() / base.rate();
             let p50_ratio = series.p50_us() / base.p50_us().max(f64::MIN_POSITIVE);
+            let cpu_ratio = series
+                .cpu_us()
+                .zip(base.cpu_us())
+                .map(|(ours, base)| ours / base.max(f64::MIN_POSITIVE));
             if as_json {
                 println!(
                     "{}",
                     json!({
                         "scenario": self.scenario, "series": label, "concurrency": self.concurrency,
                         "rate_ratio": round3(rate_ratio), "p50_ratio": round3(p50_ratio),
+                        "cpu_ratio": cpu_ratio.map(round3),
                     })
                 );
             } else {
                 println!(
-                    "{:<14} {:<10} c={:<4} rate ratio {:.3}×  p50 ratio {:.3}×  (over {})",
-                    self.scenario, label, self.concurrency, rate_ratio, p50_ratio, self.baseline.0
+                    "{:<14} {:<10} c={:<4} rate ratio {:.3}×  p50 ratio {:.3}×  cpu ratio {}  (over {})",
+                    self.scenario,
+                    label,
+                    self.concurrency,
+                    rate_ratio,
+                    p50_ratio,
+                    cpu_ratio.map_or_else(|| "?".to_owned(), |r| format!("{r:.3}×")),
+                    self.baseline.0
                 );
             }
         }
