@@ -81,10 +81,15 @@ impl Series {
         };
     }
 
-    /// Process CPU per call, in microseconds.
+    /// Process CPU per call, in microseconds; `None` when unknown or when
+    /// the series used too little CPU for the kernel's 10 ms ticks to
+    /// measure it.
     pub(crate) fn cpu_us(&self) -> Option<f64> {
+        const MEASURABLE: Duration = Duration::from_millis(200);
         let calls = self.calls.max(1) as f64;
-        self.cpu.map(|cpu| cpu.as_secs_f64() * 1e6 / calls)
+        self.cpu
+            .filter(|cpu| *cpu >= MEASURABLE)
+            .map(|cpu| cpu.as_secs_f64() * 1e6 / calls)
     }
 
     pub(crate) fn p50_us(&self) -> f64 {
