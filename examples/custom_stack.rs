@@ -14,7 +14,7 @@
 //! an [`AmqpTransport`](stage7_transport::AmqpTransport) or an
 //! [`HttpTransport`](stage7_transport::HttpTransport). The breaker handles
 //! let an operator force a circuit open (here: the Logger is being
-//! redeployed) and close it again.
+//! redeployed) and hand it back to the breaker's own judgement.
 //!
 //! `cargo run --example custom_stack` prints what happens; `cargo test
 //! --example custom_stack` checks it.
@@ -109,7 +109,7 @@ async fn scenario() -> Result<Vec<Outcome>, Error> {
         Err(error) if error.is_circuit_open() => outcomes.push(Outcome::CircuitOpen),
         other => panic!("the forced-open circuit should refuse at once, got {other:?}"),
     }
-    logger_circuits.force_closed("Logger");
+    logger_circuits.reset("Logger");
     logger.oneshot(event()).await?;
     outcomes.push(Outcome::Logged);
     Ok(outcomes)

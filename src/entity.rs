@@ -71,7 +71,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How long the queue of an entity with a generated id outlives its last
 /// consumer: 30 minutes. Nobody consumes it once that instance is gone, and
 /// its `message.{type}` and `message.all` bindings would otherwise keep
-/// filling it; half an hour rides out any reconnection.
+/// filling it. An instance cut off from a running broker for longer loses
+/// what waited in its queue (the broker drops it) and gets a new, empty
+/// queue when it reconnects.
 pub const DEFAULT_EPHEMERAL_QUEUE_EXPIRY: Duration = Duration::from_secs(30 * 60);
 
 /// How long [`EntityBuilder::start`] waits for a broker that answers to
@@ -338,10 +340,14 @@ impl EntityBuilder {
     }
 
     /// How long the broker keeps the entity's queue once nothing consumes
-    /// it (`x-expires`); `None` keeps it for ever, so messages wait for the
-    /// entity's return. Default: for ever when [`id`](Self::id) is given,
+    /// it (`x-expires`, 1 ms to 2³² − 1 ms), dropping what it holds; `None`
+    /// keeps it for ever, so messages wait for the entity's return.
+    /// Default: for ever when [`id`](Self::id) is given,
     /// [`DEFAULT_EPHEMERAL_QUEUE_EXPIRY`] when the id is generated (no later
     /// instance has that id, so nothing would ever consume the queue).
+    ///
+    /// The expiry is fixed when the queue is created: a queue that already
+    /// exists keeps the arguments it was declared with.
     pub fn queue_expires(mut self, unused_for: Option<Duration>) -> Self {
         self.queue_expires = Some(unused_for);
         self

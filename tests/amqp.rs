@@ -582,11 +582,29 @@ async fn a_work_queue_shares_the_types_messages_between_instances() {
     for subscriber in instances {
         subscriber.shutdown(Duration::from_secs(5)).await;
     }
-    let own = support::redeclare_without_expiry(&own_queue)
-        .await
-        .unwrap_err();
+    let own = support::has_no_expiry(&own_queue).await.unwrap_err();
     assert!(own.contains("x-expires"), "{own}");
-    support::redeclare_without_expiry(&kind.to_lowercase())
+    support::has_no_expiry(&kind.to_lowercase())
         .await
         .expect("the shared work queue never expires");
+}
+
+#[tokio::test]
+async fn an_expiry_rabbitmq_would_refuse_is_a_configuration_error() {
+    let transport = transport(&unique("t-expiry"));
+    let idle = || tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) });
+    for expiry in [
+        Duration::ZERO,
+        Duration::from_micros(500),
+        Duration::from_secs(50 * 86_400),
+    ] {
+        let refused = transport
+            .subscribe(Subscription::new(unique("idle"), "Idle", idle()).expires(expiry))
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Config, "{refused}");
+        assert!(
+            refused.to_string().contains("1 ms to 2^32 - 1 ms"),
+            "{refused}"
+        );
+    }
 }

@@ -15,8 +15,7 @@ use stage7_transport::entity::DEFAULT_EPHEMERAL_QUEUE_EXPIRY;
 use stage7_transport::{Config, Entity, ErrorClass, Message, MessageType, Route};
 use support::proxy::{Mode, Proxy};
 use support::{
-    amqp_url, broker_config, caller, eventually, host_port, redeclare_without_expiry,
-    require_broker, unique,
+    amqp_url, broker_config, caller, eventually, has_no_expiry, host_port, require_broker, unique,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -343,7 +342,7 @@ async fn a_generated_id_gets_a_queue_that_expires_and_a_chosen_one_keeps_its_que
     ephemeral.shutdown().await.unwrap();
     named.shutdown().await.unwrap();
 
-    let refused = redeclare_without_expiry(&queue_name("Echo", ephemeral.id()))
+    let refused = has_no_expiry(&queue_name("Echo", ephemeral.id()))
         .await
         .unwrap_err();
     let expiry = DEFAULT_EPHEMERAL_QUEUE_EXPIRY.as_millis().to_string();
@@ -351,7 +350,30 @@ async fn a_generated_id_gets_a_queue_that_expires_and_a_chosen_one_keeps_its_que
         refused.contains("x-expires") && refused.contains(&expiry),
         "{refused}"
     );
-    redeclare_without_expiry(&queue_name("Echo", named.id()))
+    has_no_expiry(&queue_name("Echo", named.id()))
         .await
         .expect("a chosen id keeps its queue without expiry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_that_exists_with_other_arguments_is_used_as_it_is() {
+    require_broker().await;
+    let id = unique("echo");
+    let queue = queue_name("Echo", &id);
+    support::declare_queue(&queue, Some(600_000)).await.unwrap();
+    // `echo` asks for another expiry: declaring the queue again with it
+    // would be refused.
+    let callee = echo(&id, broker_config(), Ledger::default()).await;
+    assert!(callee.is_consuming());
+    let caller = caller(broker_config(), &[]).await;
+    let reply = caller
+        .call(Message::request(&id, json!("hi")))
+        .await
+        .unwrap();
+    assert_eq!(reply.route(), Route::Amqp);
+    caller.shutdown().await.unwrap();
+    callee.shutdown().await.unwrap();
+
+    let kept = has_no_expiry(&queue).await.unwrap_err();
+    assert!(kept.contains("600000"), "{kept}");
 }

@@ -121,12 +121,14 @@ impl Subscription {
     }
 
     /// Let the broker delete the entity's own queue after it has had no
-    /// consumer for this long (`x-expires`): for instances whose id is not
-    /// reused, whose queue nobody would consume again. The shared
-    /// [work queue](Self::work_queue) never expires. Default: never.
+    /// consumer for this long (`x-expires`), between 1 ms and 2³² − 1 ms:
+    /// for instances whose id is not reused, whose queue nobody would
+    /// consume again. The broker drops what the queue still holds; it does
+    /// not dead-letter it. The shared [work queue](Self::work_queue) never
+    /// expires. Default: never.
     ///
-    /// A queue is declared with its arguments once; declaring an existing
-    /// queue with another expiry fails until the queue is deleted.
+    /// The expiry is set when the queue is created: a queue that already
+    /// exists is used with the arguments it has.
     pub fn expires(mut self, unused_for: Duration) -> Self {
         self.expires = Some(unused_for);
         self
@@ -137,7 +139,9 @@ impl Subscription {
         queue_name(&self.component_type, &self.id)
     }
 
-    fn queues(&self) -> Vec<(String, Vec<String>)> {
+    /// Each queue to consume: its name, its routing keys, and its expiry in
+    /// milliseconds.
+    fn queues(&self) -> Vec<(String, Vec<String>, Option<u32>)> {
         let kind = &self.component_type;
         let lower = kind.to_lowercase();
         let mut type_keys = vec![routing_key(kind)];
@@ -145,11 +149,14 @@ impl Subscription {
             type_keys.push(routing_key(&lower));
         }
         let mut own = vec![routing_key(&self.id), routing_key(BROADCAST)];
+        let expires = self
+            .expires
+            .and_then(|unused| u32::try_from(unused.as_millis()).ok());
         if self.work_queue {
-            vec![(self.queue(), own), (lower, type_keys)]
+            vec![(self.queue(), own, expires), (lower, type_keys, None)]
         } else {
             own.extend(type_keys);
-            vec![(self.queue(), own)]
+            vec![(self.queue(), own, expires)]
         }
     }
 }
@@ -203,7 +210,14 @@ pub(crate) fn start(
     owner: Arc<Owner>,
     subscription: Subscription,
 ) -> crate::error::Result<Subscriber> {
-    for (queue, keys) in subscription.queues() {
+    if let Some(unused) = subscription.expires
+        && !(1..=u128::from(u32::MAX)).contains(&unused.as_millis())
+    {
+        return Err(Error::config(format!(
+            "queue expiry of {unused:?} is outside what RabbitMQ accepts: 1 ms to 2^32 - 1 ms"
+        )));
+    }
+    for (queue, keys, _) in subscription.queues() {
         for name in std::iter::once(&queue).chain(&keys) {
             if ShortString::try_new(name.as_str()).is_err() {
                 return Err(Error::config(format!(
@@ -337,14 +351,9 @@ async fn arm(
     channel
         .basic_qos(subscription.prefetch, BasicQosOptions::default())
         .await?;
-    let expires = subscription
-        .expires
-        .map(|unused| u64::try_from(unused.as_millis()).unwrap_or(u64::MAX));
-    let own = subscription.queue();
     let mut consumers = Vec::new();
-    for (queue, keys) in subscription.queues() {
-        let expires = expires.filter(|_| queue == own);
-        declare_queue(&channel, &queue, &keys, expires).await?;
+    for (queue, keys, expires) in subscription.queues() {
+        declare_queue(&link.connection, &channel, &queue, &keys, expires).await?;
         // The broker names the consumer: ours could outgrow a short string.
         let consumer: Consumer = channel
             .basic_consume(

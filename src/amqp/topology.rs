@@ -65,18 +65,7 @@ pub(crate) async fn declare_exchanges(
             FieldTable::default(),
         )
         .await?;
-    let probe = connection.create_channel().await?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    if probe
-        .queue_declare(DEAD_LETTER_QUEUE.into(), passive, FieldTable::default())
-        .await
-        .is_ok()
-    {
-        let _ = probe.close(200, "checked".into()).await;
-    } else {
+    if !exists(connection, DEAD_LETTER_QUEUE).await? {
         let mut arguments = FieldTable::default();
         arguments.insert(
             "x-max-length".into(),
@@ -105,35 +94,59 @@ pub(crate) async fn declare_exchanges(
         .await
 }
 
+/// Whether `queue` exists, asked on a channel of its own: the broker closes
+/// the channel of a passive declaration that finds nothing.
+async fn exists(connection: &Connection, queue: &str) -> lapin::Result<bool> {
+    let probe = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let found = probe
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+        .is_ok();
+    if found {
+        let _ = probe.close(200, "checked".into()).await;
+    }
+    Ok(found)
+}
+
 /// A durable queue whose rejected and expired messages go to the
-/// dead-letter exchange, bound to `keys` on [`EXCHANGE`].
+/// dead-letter exchange, deleted by the broker after `expires_ms` without a
+/// consumer if given, and bound to `keys` on [`EXCHANGE`].
+///
+/// A queue that already exists is used as it is: declared by an operator,
+/// an earlier version or an instance with another expiry, its arguments
+/// may differ, and declaring it again with ours would be refused
+/// (`PRECONDITION_FAILED`) on every attempt.
 pub(crate) async fn declare_queue(
+    connection: &Connection,
     channel: &Channel,
     queue: &str,
     keys: &[String],
-    expires_ms: Option<u64>,
+    expires_ms: Option<u32>,
 ) -> lapin::Result<()> {
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
-    );
-    if let Some(ms) = expires_ms {
+    if !exists(connection, queue).await? {
+        let mut arguments = FieldTable::default();
         arguments.insert(
-            "x-expires".into(),
-            AMQPValue::LongLongInt(i64::try_from(ms).unwrap_or(i64::MAX)),
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
         );
+        if let Some(ms) = expires_ms {
+            arguments.insert("x-expires".into(), AMQPValue::LongUInt(ms));
+        }
+        channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                arguments,
+            )
+            .await?;
     }
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..QueueDeclareOptions::default()
-            },
-            arguments,
-        )
-        .await?;
     for key in keys {
         channel
             .queue_bind(

@@ -186,15 +186,9 @@ pub(crate) fn close_connection(name: &str) -> usize {
     closed
 }
 
-/// Redeclares `queue` as consumers declare theirs but without `x-expires`:
-/// the broker accepts that only if the queue has no expiry, and otherwise
-/// says which expiry it has. A queue that had none is deleted.
-pub(crate) async fn redeclare_without_expiry(queue: &str) -> Result<(), String> {
-    let connection =
-        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
-    let channel = connection.create_channel().await.unwrap();
+/// A queue's arguments as our consumers declare them: dead letters to
+/// `stage7.dlx`, and `x-expires` when `expires_ms` is given.
+pub(crate) fn queue_arguments(expires_ms: Option<u32>) -> lapin::types::FieldTable {
     let mut arguments = lapin::types::FieldTable::default();
     arguments.insert(
         "x-dead-letter-exchange".into(),
@@ -202,6 +196,20 @@ pub(crate) async fn redeclare_without_expiry(queue: &str) -> Result<(), String> 
             stage7_transport::amqp::topology::DEAD_LETTER_EXCHANGE.into(),
         ),
     );
+    if let Some(ms) = expires_ms {
+        arguments.insert("x-expires".into(), lapin::types::AMQPValue::LongUInt(ms));
+    }
+    arguments
+}
+
+/// Declares durable `queue` with [`queue_arguments`]`(expires_ms)` on its
+/// own connection: `Err` with the broker's words if it refuses.
+pub(crate) async fn declare_queue(queue: &str, expires_ms: Option<u32>) -> Result<(), String> {
+    let connection =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+    let channel = connection.create_channel().await.unwrap();
     let declared = channel
         .queue_declare(
             queue.into(),
@@ -209,17 +217,54 @@ pub(crate) async fn redeclare_without_expiry(queue: &str) -> Result<(), String> 
                 durable: true,
                 ..Default::default()
             },
-            arguments,
+            queue_arguments(expires_ms),
         )
         .await
         .map(drop)
         .map_err(|e| e.to_string());
-    if declared.is_ok() {
-        channel
-            .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+    let _ = connection.close(200, "declared".into()).await;
+    declared
+}
+
+/// Whether `queue` exists, asked with a passive declaration.
+pub(crate) async fn queue_exists(queue: &str) -> bool {
+    let connection =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
             .await
             .unwrap();
-    }
+    let channel = connection.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let found = channel
+        .queue_declare(queue.into(), passive, lapin::types::FieldTable::default())
+        .await
+        .is_ok();
     let _ = connection.close(200, "checked".into()).await;
+    found
+}
+
+/// Deletes `queue` if it exists.
+pub(crate) async fn delete_queue(queue: &str) {
+    let connection =
+        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+            .await
+            .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let _ = connection.close(200, "deleted".into()).await;
+}
+
+/// `Ok` if `queue` exists without an expiry; otherwise the broker's refusal
+/// of a declaration without one, which names the expiry the queue has.
+/// Panics if the queue does not exist. The queue is deleted afterwards.
+pub(crate) async fn has_no_expiry(queue: &str) -> Result<(), String> {
+    assert!(queue_exists(queue).await, "queue `{queue}` does not exist");
+    let declared = declare_queue(queue, None).await;
+    delete_queue(queue).await;
     declared
 }

@@ -12,7 +12,7 @@ use stage7_transport::{Delivery, Error, Message, Route, TransportBuilder};
 use tower::{Service, ServiceExt, service_fn};
 
 use super::Options;
-use super::harness::{Comparison, Series, process_cpu};
+use super::harness::{Comparison, Series};
 
 fn bare() -> impl Service<Message, Response = Delivery, Error = Error, Future: Send>
 + Clone
@@ -32,7 +32,6 @@ where
     S: Service<Message, Response = Delivery, Error = Error>,
 {
     let started = Instant::now();
-    let cpu = process_cpu();
     for _ in 0..n {
         let t0 = Instant::now();
         service.ready().await.map_err(|e| e.to_string())?;
@@ -43,7 +42,6 @@ where
         into.record(t0.elapsed());
     }
     into.add_elapsed(started.elapsed(), n);
-    into.add_cpu(cpu, process_cpu());
     Ok(())
 }
 
