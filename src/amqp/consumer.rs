@@ -353,7 +353,7 @@ async fn arm(
         .await?;
     let mut consumers = Vec::new();
     for (queue, keys, expires) in subscription.queues() {
-        declare_queue(&link.connection, &channel, &queue, &keys, expires).await?;
+        declare_queue(&link.connection, &queue, &keys, expires).await?;
         // The broker names the consumer: ours could outgrow a short string.
         let consumer: Consumer = channel
             .basic_consume(

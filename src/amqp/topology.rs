@@ -37,10 +37,6 @@ pub const DEAD_LETTER_LIMIT: i64 = 100_000;
 
 /// Declares the exchanges and the dead-letter queue. Idempotent; run on
 /// every (re)connection. Never touches the default exchange.
-///
-/// The dead-letter queue is declared with a length limit only when it does
-/// not exist yet: one that an operator (or an earlier version) declared
-/// with other arguments is used as it is rather than refused.
 pub(crate) async fn declare_exchanges(
     connection: &Connection,
     channel: &Channel,
@@ -65,25 +61,17 @@ pub(crate) async fn declare_exchanges(
             FieldTable::default(),
         )
         .await?;
-    if !exists(connection, DEAD_LETTER_QUEUE).await? {
-        let mut arguments = FieldTable::default();
-        arguments.insert(
-            "x-max-length".into(),
-            AMQPValue::LongLongInt(DEAD_LETTER_LIMIT),
-        );
-        arguments.insert(
-            "x-overflow".into(),
-            AMQPValue::LongString("drop-head".into()),
-        );
-        let durable_queue = QueueDeclareOptions {
-            durable: true,
-            ..QueueDeclareOptions::default()
-        };
-        channel
-            .queue_declare(DEAD_LETTER_QUEUE.into(), durable_queue, arguments)
-            .await?;
-    }
-    channel
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(DEAD_LETTER_LIMIT),
+    );
+    arguments.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("drop-head".into()),
+    );
+    let declared = declare_or_use(connection, DEAD_LETTER_QUEUE, arguments).await?;
+    let bound = declared
         .queue_bind(
             DEAD_LETTER_QUEUE.into(),
             DEAD_LETTER_EXCHANGE.into(),
@@ -91,62 +79,83 @@ pub(crate) async fn declare_exchanges(
             QueueBindOptions::default(),
             FieldTable::default(),
         )
-        .await
+        .await;
+    let _ = declared.close(200, "declared".into()).await;
+    bound
 }
 
-/// Whether `queue` exists, asked on a channel of its own: the broker closes
-/// the channel of a passive declaration that finds nothing.
-async fn exists(connection: &Connection, queue: &str) -> lapin::Result<bool> {
-    let probe = connection.create_channel().await?;
-    let passive = QueueDeclareOptions {
-        passive: true,
+/// Declares durable `queue` with `arguments` on a channel of its own, and
+/// returns that channel. A queue that exists with other arguments —
+/// declared by an operator, an earlier version, or an instance with another
+/// expiry — is used as it is: declaring it again with ours would be refused
+/// (`PRECONDITION_FAILED`, which also closes the channel) on every attempt.
+async fn declare_or_use(
+    connection: &Connection,
+    queue: &str,
+    arguments: FieldTable,
+) -> lapin::Result<Channel> {
+    let channel = connection.create_channel().await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
         ..QueueDeclareOptions::default()
     };
-    let found = probe
-        .queue_declare(queue.into(), passive, FieldTable::default())
+    match channel
+        .queue_declare(queue.into(), durable, arguments)
         .await
-        .is_ok();
-    if found {
-        let _ = probe.close(200, "checked".into()).await;
+    {
+        Ok(_) => Ok(channel),
+        Err(error) if is_precondition_failed(&error) => {
+            tracing::warn!(
+                queue,
+                %error,
+                "the queue exists with other arguments; using it as it is"
+            );
+            let channel = connection.create_channel().await?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            channel
+                .queue_declare(queue.into(), passive, FieldTable::default())
+                .await?;
+            Ok(channel)
+        }
+        Err(error) => Err(error),
     }
-    Ok(found)
+}
+
+/// Whether the broker refused a declaration because the queue exists with
+/// other arguments (406).
+fn is_precondition_failed(error: &lapin::Error) -> bool {
+    const PRECONDITION_FAILED: u16 = 406;
+    matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == PRECONDITION_FAILED)
 }
 
 /// A durable queue whose rejected and expired messages go to the
 /// dead-letter exchange, deleted by the broker after `expires_ms` without a
-/// consumer if given, and bound to `keys` on [`EXCHANGE`].
-///
-/// A queue that already exists is used as it is: declared by an operator,
-/// an earlier version or an instance with another expiry, its arguments
-/// may differ, and declaring it again with ours would be refused
-/// (`PRECONDITION_FAILED`) on every attempt.
+/// consumer if given, and bound to `keys` on [`EXCHANGE`]. A queue that
+/// exists with other arguments is used as it is (see [`declare_or_use`]).
 pub(crate) async fn declare_queue(
     connection: &Connection,
-    channel: &Channel,
     queue: &str,
     keys: &[String],
     expires_ms: Option<u32>,
 ) -> lapin::Result<()> {
-    if !exists(connection, queue).await? {
-        let mut arguments = FieldTable::default();
-        arguments.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
-        );
-        if let Some(ms) = expires_ms {
-            arguments.insert("x-expires".into(), AMQPValue::LongUInt(ms));
-        }
-        channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                arguments,
-            )
-            .await?;
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
+    );
+    if let Some(ms) = expires_ms {
+        arguments.insert("x-expires".into(), AMQPValue::LongUInt(ms));
     }
+    let channel = declare_or_use(connection, queue, arguments).await?;
+    let bound = bind(&channel, queue, keys).await;
+    let _ = channel.close(200, "declared".into()).await;
+    bound
+}
+
+async fn bind(channel: &Channel, queue: &str, keys: &[String]) -> lapin::Result<()> {
     for key in keys {
         channel
             .queue_bind(

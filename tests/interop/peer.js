@@ -1,20 +1,25 @@
 // A Stage7 peer as the TypeScript services wrote it, with amqplib: the
 // seed's queue layout, correlationId and replyTo as AMQP properties, JSON
-// bodies. Used by tests/interop.rs.
+// bodies. Used by tests/interop.rs and `stage7 bench amqp-node`.
 //
 //   node peer.js serve ID TYPE            consume {type}-{id}; answer requests; print READY
 //   node peer.js call RECIPIENT JSON      one request over direct reply-to; print the reply
 //   node peer.js send RECIPIENT JSON      one event; print SENT once confirmed
+//   node peer.js bench RECIPIENT N C      N requests, C in flight, on one channel; print
+//                                         the elapsed ms, then each call's latency in µs
 'use strict';
 
 const amqp = require('amqplib');
 const crypto = require('crypto');
 
 const url = process.env.RABBITMQ_URL || 'amqp://guest:guest@127.0.0.1:5672/%2f';
+// Without it, small frames wait for delayed acknowledgements (~40 ms a
+// round trip): the seed left it off; a tuned client turns it on.
+const socketOptions = { noDelay: true };
 const exchange = 'stage7';
 
 async function serve(id, type) {
-  const connection = await amqp.connect(url);
+  const connection = await amqp.connect(url, socketOptions);
   const channel = await connection.createChannel();
   await channel.assertExchange(exchange, 'topic', { durable: true });
   const queue = `${type.toLowerCase()}-${id}`;
@@ -48,7 +53,7 @@ async function serve(id, type) {
 }
 
 async function call(recipient, content) {
-  const connection = await amqp.connect(url);
+  const connection = await amqp.connect(url, socketOptions);
   const channel = await connection.createChannel();
   const correlationId = crypto.randomUUID();
   const reply = new Promise((resolve) => {
@@ -81,7 +86,7 @@ async function call(recipient, content) {
 }
 
 async function send(recipient, content) {
-  const connection = await amqp.connect(url);
+  const connection = await amqp.connect(url, socketOptions);
   const channel = await connection.createConfirmChannel();
   const message = {
     id: crypto.randomUUID(),
@@ -99,10 +104,61 @@ async function send(recipient, content) {
   await connection.close();
 }
 
+// A load run as a well-behaved amqplib client makes it: one channel, one
+// reply consumer, a correlation map, persistent requests.
+async function bench(recipient, total, inFlight) {
+  const n = Number(total);
+  const concurrency = Number(inFlight);
+  const connection = await amqp.connect(url, socketOptions);
+  const channel = await connection.createChannel();
+  const waiting = new Map();
+  await channel.consume('amq.rabbitmq.reply-to', (msg) => {
+    const done = msg && waiting.get(msg.properties.correlationId);
+    if (done) {
+      waiting.delete(msg.properties.correlationId);
+      done(msg.content);
+    }
+  }, { noAck: true });
+  const latencies = new Array(n);
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      const i = next++;
+      const started = process.hrtime.bigint();
+      const correlationId = crypto.randomUUID();
+      const reply = new Promise((resolve) => waiting.set(correlationId, resolve));
+      const message = {
+        id: crypto.randomUUID(),
+        type: 'request',
+        sender: 'node-bench',
+        recipient,
+        content: { prompt: 'summarise the mission status', step: 7, tags: ['bench', 'rpc'] },
+        requiresSync: true,
+        timestamp: new Date().toISOString(),
+      };
+      channel.publish(exchange, `message.${recipient}`, Buffer.from(JSON.stringify(message)), {
+        correlationId,
+        replyTo: 'amq.rabbitmq.reply-to',
+        contentType: 'application/json',
+        persistent: true,
+      });
+      const answer = JSON.parse((await reply).toString());
+      if (answer.type !== 'response') throw new Error(`unexpected reply ${answer.type}`);
+      latencies[i] = Number((process.hrtime.bigint() - started) / 1000n);
+    }
+  };
+  const started = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
+  console.log(`ELAPSED ${elapsedMs}`);
+  console.log(latencies.join('\n'));
+  await connection.close();
+}
+
 const [mode, ...args] = process.argv.slice(2);
-const modes = { serve, call, send };
+const modes = { serve, call, send, bench };
 if (!modes[mode]) {
-  console.error('usage: node peer.js serve ID TYPE | call RECIPIENT JSON | send RECIPIENT JSON');
+  console.error('usage: node peer.js serve ID TYPE | call RECIPIENT JSON | send RECIPIENT JSON | bench RECIPIENT N C');
   process.exit(2);
 }
 modes[mode](...args).catch((error) => {

@@ -174,7 +174,8 @@ async fn raw_responder(connection: &Connection, queue: &str, prefetch: u16) -> R
     Ok(())
 }
 
-fn payload() -> serde_json::Value {
+/// The content of every benchmark request (`peer.js bench` sends the same).
+pub(crate) fn payload() -> serde_json::Value {
     serde_json::json!({"prompt": "summarise the mission status", "step": 7, "tags": ["bench", "rpc"]})
 }
 

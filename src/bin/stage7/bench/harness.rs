@@ -151,23 +151,48 @@ pub(crate) struct Comparison {
 
 type CallFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type Call = Arc<dyn Fn(usize) -> CallFuture + Send + Sync>;
+type RoundFuture = Pin<Box<dyn Future<Output = Result<Series, String>> + Send>>;
+type Round = Box<dyn Fn(usize, usize) -> RoundFuture + Send + Sync>;
 
-/// One side of a comparison: a label and the call to make (given the call's
-/// index). Both sides pay the same boxing, so the ratio is fair.
+/// One side of a comparison: a label and how to run a round of `n` calls
+/// with `concurrency` in flight.
 pub(crate) struct Side {
     label: &'static str,
-    call: Call,
+    round: Round,
+    /// Whether the calls run in this process, so its CPU time is theirs.
+    in_process: bool,
 }
 
 impl Side {
+    /// A side making `call` (given the call's index) in this process. Every
+    /// in-process side pays the same boxing, so the ratio is fair.
     pub(crate) fn new<F, Fut>(label: &'static str, call: F) -> Self
     where
         F: Fn(usize) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
+        let call: Call = Arc::new(move |i| Box::pin(call(i)));
         Self {
             label,
-            call: Arc::new(move |i| Box::pin(call(i))),
+            round: Box::new(move |n, concurrency| {
+                let call = call.clone();
+                Box::pin(measure(n, concurrency, move |i| call(i)))
+            }),
+            in_process: true,
+        }
+    }
+
+    /// A side whose calls another process makes: `round(n, concurrency)`
+    /// runs them and reports their latencies.
+    pub(crate) fn external<F, Fut>(label: &'static str, round: F) -> Self
+    where
+        F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Series, String>> + Send + 'static,
+    {
+        Self {
+            label,
+            round: Box::new(move |n, concurrency| Box::pin(round(n, concurrency))),
+            in_process: false,
         }
     }
 }
@@ -207,8 +232,7 @@ pub(crate) async fn compare(
     let warmup = (per_round / 5).clamp(1, 2000);
     let mut totals: Vec<Series> = sides.iter().map(|_| Series::new()).collect();
     for side in &sides {
-        let call = side.call.clone();
-        measure(warmup, concurrency, move |i| call(i)).await?;
+        (side.round)(warmup, concurrency).await?;
     }
     for round in 0..rounds {
         for (side, total) in sides.iter().zip(&mut totals) {
@@ -217,9 +241,8 @@ pub(crate) async fn compare(
                 side.label,
                 round + 1
             );
-            let call = side.call.clone();
-            let before = process_cpu();
-            let series = measure(per_round, concurrency, move |i| call(i)).await?;
+            let before = side.in_process.then(process_cpu).flatten();
+            let series = (side.round)(per_round, concurrency).await?;
             total.add_cpu(before, process_cpu());
             total.elapsed += series.elapsed;
             total.calls += series.calls;

@@ -1,6 +1,7 @@
 //! `stage7 bench`: load runs that put our transport beside its raw baseline
 //! in the same process and report the ratios.
 
+mod amqp_node;
 mod amqp_publish;
 mod amqp_rpc;
 mod broker;
@@ -21,6 +22,10 @@ pub(crate) enum Scenario {
     AmqpRpc,
     /// Confirmed persistent publishes: bare lapin against our transport.
     AmqpPublish,
+    /// Request/reply through RabbitMQ: the seed's Node.js amqplib client
+    /// and responder against our stack and consumer (needs node and
+    /// `npm ci --prefix tests/interop`).
+    AmqpNode,
     /// Time without service after the connection is killed (needs the
     /// local broker's `rabbitmqctl`).
     Failover,
@@ -51,6 +56,7 @@ pub(crate) async fn run(scenario: Scenario, options: &Options) -> Result<(), Str
         Scenario::Stack => stack::run(options).await?,
         Scenario::AmqpRpc => amqp_rpc::run(options).await?,
         Scenario::AmqpPublish => amqp_publish::run(options).await?,
+        Scenario::AmqpNode => amqp_node::run(options).await?,
         Scenario::Failover => return failover::run(options).await,
         Scenario::HttpRpc => http_rpc::run(options).await?,
     };
