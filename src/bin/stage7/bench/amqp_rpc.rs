@@ -7,6 +7,10 @@
 //! * `transport`: our [`AmqpTransport`] calling an entity served by
 //!   [`AmqpTransport::subscribe`] (decode, de-duplication, handler, reply).
 //! * `stack`: the full stack over the same transport.
+//! * `entity`: [`Entity::call`] from an echo entity to itself: its stack,
+//!   its consumer and one connection, as the baseline's client and
+//!   responder share one; the call stamped (sender, timestamp) as every
+//!   entity's call is.
 //!
 //! Same broker, same payload, interleaved rounds. The baseline sends the
 //! request's bytes encoded once; ours gets a copy of a template message with
@@ -26,12 +30,12 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 use stage7_transport::amqp::AmqpTransport;
 use stage7_transport::amqp::topology::{EXCHANGE, REPLY_TO, routing_key};
-use stage7_transport::{BranchConfig, Message, Route, TransportBuilder};
+use stage7_transport::{BranchConfig, Config, Entity, Message, Route, TransportBuilder};
 use tokio::sync::oneshot;
 
 use super::Options;
 use super::broker::{bound_queue, connect, echo_entity, name, next, url};
-use super::harness::{Comparison, Side, compare, service_side};
+use super::harness::{Comparison, Side, compare, fresh, service_side};
 
 /// The bare-lapin client: one confirm-mode channel, a reply consumer and a
 /// correlation map, nothing else.
@@ -197,6 +201,22 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
         .build()
         .map_err(|e| e.to_string())?;
 
+    let echo = tower::service_fn(|message: Message| async move {
+        let content = message.content().cloned().unwrap_or_default();
+        Ok::<_, std::convert::Infallible>(Some(message.reply(content)))
+    });
+    let caller = Entity::builder("Echo", echo)
+        .id(name("bench-entity"))
+        .queue_expires(Some(Duration::from_secs(60)))
+        .config(Config::from_vars([("RABBITMQ_URL", url.as_str())]).map_err(|e| e.to_string())?)
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !caller.is_consuming() {
+        return Err("the benchmark entity did not start consuming".to_owned());
+    }
+    let to_itself = Message::request(caller.id(), payload());
+
     let template = Message::request(&entity, payload()).with_sender("bench");
     let raw_body = template.to_json().map_err(|e| e.to_string())?;
     let raw_key = routing_key(&raw_queue);
@@ -212,9 +232,23 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
             }),
             service_side("transport", transport.clone(), template.clone()),
             service_side("stack", stack.clone(), template.clone()),
+            Side::new("entity", {
+                let (caller, template) = (caller.clone(), to_itself.clone());
+                move |_| {
+                    let (caller, message) = (caller.clone(), fresh(&template));
+                    async move {
+                        let delivery = caller.call(message).await.map_err(|e| e.to_string())?;
+                        match delivery.route() {
+                            Route::Amqp if delivery.reply().is_some() => Ok(()),
+                            route => Err(format!("served over {route} without a reply")),
+                        }
+                    }
+                }
+            }),
         ];
         comparisons.push(compare("amqp-rpc", options.n, concurrency, options.rounds, sides).await?);
     }
+    caller.shutdown().await.map_err(|e| e.to_string())?;
     subscriber.shutdown(Duration::from_secs(1)).await;
     let _ = connection.close(200, "bench done".into()).await;
     Ok(comparisons)
