@@ -402,6 +402,9 @@ impl EntityBuilder {
         let queue_expires = self
             .queue_expires
             .unwrap_or_else(|| self.id.is_none().then_some(DEFAULT_EPHEMERAL_QUEUE_EXPIRY));
+        if let Some(unused) = queue_expires {
+            crate::amqp::expiry_ms(unused)?;
+        }
         let id = self.id.unwrap_or_else(|| {
             let random = crate::message::new_id();
             format!(

@@ -607,4 +607,15 @@ async fn an_expiry_rabbitmq_would_refuse_is_a_configuration_error() {
             "{refused}"
         );
     }
+    for expiry in [
+        Duration::from_millis(1),
+        Duration::from_millis(u64::from(u32::MAX)),
+    ] {
+        let accepted =
+            transport.subscribe(Subscription::new(unique("idle"), "Idle", idle()).expires(expiry));
+        assert!(accepted.is_ok(), "{expiry:?}: {:?}", accepted.err());
+        if let Ok(subscriber) = accepted {
+            subscriber.shutdown(Duration::ZERO).await;
+        }
+    }
 }

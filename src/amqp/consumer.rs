@@ -149,9 +149,8 @@ impl Subscription {
             type_keys.push(routing_key(&lower));
         }
         let mut own = vec![routing_key(&self.id), routing_key(BROADCAST)];
-        let expires = self
-            .expires
-            .and_then(|unused| u32::try_from(unused.as_millis()).ok());
+        // `start` has refused expiries that do not convert.
+        let expires = self.expires.and_then(|unused| expiry_ms(unused).ok());
         if self.work_queue {
             vec![(self.queue(), own, expires), (lower, type_keys, None)]
         } else {
@@ -205,17 +204,29 @@ impl Subscriber {
     }
 }
 
+/// `unused` as the milliseconds of an `x-expires` argument.
+///
+/// # Errors
+///
+/// [`Config`](crate::ErrorKind::Config) outside what RabbitMQ accepts.
+pub(crate) fn expiry_ms(unused: Duration) -> crate::error::Result<u32> {
+    u32::try_from(unused.as_millis())
+        .ok()
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| {
+            Error::config(format!(
+                "queue expiry of {unused:?} is outside what RabbitMQ accepts: 1 ms to 2^32 - 1 ms"
+            ))
+        })
+}
+
 pub(crate) fn start(
     shared: Arc<Shared>,
     owner: Arc<Owner>,
     subscription: Subscription,
 ) -> crate::error::Result<Subscriber> {
-    if let Some(unused) = subscription.expires
-        && !(1..=u128::from(u32::MAX)).contains(&unused.as_millis())
-    {
-        return Err(Error::config(format!(
-            "queue expiry of {unused:?} is outside what RabbitMQ accepts: 1 ms to 2^32 - 1 ms"
-        )));
+    if let Some(unused) = subscription.expires {
+        expiry_ms(unused)?;
     }
     for (queue, keys, _) in subscription.queues() {
         for name in std::iter::once(&queue).chain(&keys) {

@@ -71,6 +71,7 @@ use tokio::sync::TryAcquireError;
 use tower::Service;
 
 pub use self::config::Builder;
+pub(crate) use self::consumer::expiry_ms;
 pub use self::consumer::{DEFAULT_PREFETCH, Subscriber, Subscription};
 use self::supervisor::Shared;
 use crate::config::Secret;

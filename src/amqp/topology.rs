@@ -1,7 +1,7 @@
 //! Names and declarations of the exchanges, queues and bindings (DESIGN §3).
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ExchangeKind};
 
 /// The topic exchange every message is published to.
@@ -70,18 +70,37 @@ pub(crate) async fn declare_exchanges(
         "x-overflow".into(),
         AMQPValue::LongString("drop-head".into()),
     );
-    let declared = declare_or_use(connection, DEAD_LETTER_QUEUE, arguments).await?;
-    let bound = declared
-        .queue_bind(
-            DEAD_LETTER_QUEUE.into(),
-            DEAD_LETTER_EXCHANGE.into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await;
-    let _ = declared.close(200, "declared".into()).await;
-    bound
+    declare_and_bind(
+        connection,
+        DEAD_LETTER_QUEUE,
+        arguments,
+        &[(DEAD_LETTER_EXCHANGE, "")],
+    )
+    .await
+}
+
+/// Declares durable `queue` (see [`declare_or_use`]) and binds it to each
+/// `(exchange, routing key)`, on a channel of its own.
+async fn declare_and_bind(
+    connection: &Connection,
+    queue: &str,
+    arguments: FieldTable,
+    bindings: &[(&str, &str)],
+) -> lapin::Result<()> {
+    let channel = declare_or_use(connection, queue, arguments).await?;
+    for (exchange, key) in bindings {
+        channel
+            .queue_bind(
+                queue.into(),
+                (*exchange).into(),
+                (*key).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    let _ = channel.close(200, "declared".into()).await;
+    Ok(())
 }
 
 /// Declares durable `queue` with `arguments` on a channel of its own, and
@@ -115,9 +134,11 @@ async fn declare_or_use(
                 passive: true,
                 ..QueueDeclareOptions::default()
             };
+            // If the queue is not there either, the refusal said why.
             channel
                 .queue_declare(queue.into(), passive, FieldTable::default())
-                .await?;
+                .await
+                .map_err(|_| error)?;
             Ok(channel)
         }
         Err(error) => Err(error),
@@ -149,23 +170,6 @@ pub(crate) async fn declare_queue(
     if let Some(ms) = expires_ms {
         arguments.insert("x-expires".into(), AMQPValue::LongUInt(ms));
     }
-    let channel = declare_or_use(connection, queue, arguments).await?;
-    let bound = bind(&channel, queue, keys).await;
-    let _ = channel.close(200, "declared".into()).await;
-    bound
-}
-
-async fn bind(channel: &Channel, queue: &str, keys: &[String]) -> lapin::Result<()> {
-    for key in keys {
-        channel
-            .queue_bind(
-                ShortString::from(queue),
-                EXCHANGE.into(),
-                key.as_str().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-    }
-    Ok(())
+    let bindings: Vec<(&str, &str)> = keys.iter().map(|key| (EXCHANGE, key.as_str())).collect();
+    declare_and_bind(connection, queue, arguments, &bindings).await
 }

@@ -5,17 +5,19 @@
 //   node peer.js serve ID TYPE            consume {type}-{id}; answer requests; print READY
 //   node peer.js call RECIPIENT JSON      one request over direct reply-to; print the reply
 //   node peer.js send RECIPIENT JSON      one event; print SENT once confirmed
-//   node peer.js bench RECIPIENT N C      N requests, C in flight, on one channel; print
-//                                         the elapsed ms, then each call's latency in µs
+//   node peer.js bench RECIPIENT N C W    W untimed requests, then N timed, C in flight,
+//                                         on one channel; print the elapsed ms, then each
+//                                         call's latency in µs; no reply in 30 s fails
 'use strict';
 
 const amqp = require('amqplib');
 const crypto = require('crypto');
 
 const url = process.env.RABBITMQ_URL || 'amqp://guest:guest@127.0.0.1:5672/%2f';
-// Without it, small frames wait for delayed acknowledgements (~40 ms a
-// round trip): the seed left it off; a tuned client turns it on.
-const socketOptions = { noDelay: true };
+// TCP_NODELAY: without it small frames wait for delayed acknowledgements
+// (~40 ms a round trip). The seed leaves it off (amqplib's default);
+// STAGE7_PEER_NODELAY=0 does the same here.
+const socketOptions = { noDelay: process.env.STAGE7_PEER_NODELAY !== '0' };
 const exchange = 'stage7';
 
 async function serve(id, type) {
@@ -105,9 +107,9 @@ async function send(recipient, content) {
 }
 
 // A load run as a well-behaved amqplib client makes it: one channel, one
-// reply consumer, a correlation map, persistent requests.
-async function bench(recipient, total, inFlight) {
-  const n = Number(total);
+// reply consumer, a correlation map, persistent requests. `warmup` untimed
+// calls first, on the same connection.
+async function bench(recipient, total, inFlight, warmup) {
   const concurrency = Number(inFlight);
   const connection = await amqp.connect(url, socketOptions);
   const channel = await connection.createChannel();
@@ -119,37 +121,49 @@ async function bench(recipient, total, inFlight) {
       done(msg.content);
     }
   }, { noAck: true });
-  const latencies = new Array(n);
-  let next = 0;
-  const worker = async () => {
-    while (next < n) {
-      const i = next++;
-      const started = process.hrtime.bigint();
-      const correlationId = crypto.randomUUID();
-      const reply = new Promise((resolve) => waiting.set(correlationId, resolve));
-      const message = {
-        id: crypto.randomUUID(),
-        type: 'request',
-        sender: 'node-bench',
-        recipient,
-        content: { prompt: 'summarise the mission status', step: 7, tags: ['bench', 'rpc'] },
-        requiresSync: true,
-        timestamp: new Date().toISOString(),
-      };
-      channel.publish(exchange, `message.${recipient}`, Buffer.from(JSON.stringify(message)), {
-        correlationId,
-        replyTo: 'amq.rabbitmq.reply-to',
-        contentType: 'application/json',
-        persistent: true,
-      });
-      const answer = JSON.parse((await reply).toString());
-      if (answer.type !== 'response') throw new Error(`unexpected reply ${answer.type}`);
-      latencies[i] = Number((process.hrtime.bigint() - started) / 1000n);
-    }
+  const request = async () => {
+    const started = process.hrtime.bigint();
+    const correlationId = crypto.randomUUID();
+    let timer;
+    const reply = new Promise((resolve, reject) => {
+      waiting.set(correlationId, resolve);
+      timer = setTimeout(() => reject(new Error('no reply within 30 s')), 30000);
+    });
+    const message = {
+      id: crypto.randomUUID(),
+      type: 'request',
+      sender: 'node-bench',
+      recipient,
+      content: { prompt: 'summarise the mission status', step: 7, tags: ['bench', 'rpc'] },
+      requiresSync: true,
+      timestamp: new Date().toISOString(),
+    };
+    channel.publish(exchange, `message.${recipient}`, Buffer.from(JSON.stringify(message)), {
+      correlationId,
+      replyTo: 'amq.rabbitmq.reply-to',
+      contentType: 'application/json',
+      persistent: true,
+    });
+    const answer = JSON.parse((await reply).toString());
+    clearTimeout(timer);
+    if (answer.type !== 'response') throw new Error(`unexpected reply ${answer.type}`);
+    return Number((process.hrtime.bigint() - started) / 1000n);
   };
-  const started = process.hrtime.bigint();
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
+  const run = async (n) => {
+    const latencies = new Array(n);
+    let next = 0;
+    const worker = async () => {
+      while (next < n) {
+        const i = next++;
+        latencies[i] = await request();
+      }
+    };
+    const started = process.hrtime.bigint();
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    return { elapsedMs: Number(process.hrtime.bigint() - started) / 1e6, latencies };
+  };
+  await run(Number(warmup || 0));
+  const { elapsedMs, latencies } = await run(Number(total));
   console.log(`ELAPSED ${elapsedMs}`);
   console.log(latencies.join('\n'));
   await connection.close();
@@ -158,7 +172,7 @@ async function bench(recipient, total, inFlight) {
 const [mode, ...args] = process.argv.slice(2);
 const modes = { serve, call, send, bench };
 if (!modes[mode]) {
-  console.error('usage: node peer.js serve ID TYPE | call RECIPIENT JSON | send RECIPIENT JSON | bench RECIPIENT N C');
+  console.error('usage: node peer.js serve ID TYPE | call RECIPIENT JSON | send RECIPIENT JSON | bench RECIPIENT N C W');
   process.exit(2);
 }
 modes[mode](...args).catch((error) => {

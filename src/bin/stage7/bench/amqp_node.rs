@@ -1,12 +1,13 @@
 //! `stage7 bench amqp-node`: request/reply through RabbitMQ, the seed's
-//! stack against ours (DESIGN §5: at least twice its rate).
+//! Node.js amqplib stack against ours (DESIGN §5: at least twice its rate).
 //!
-//! * `amqplib`: Node.js with amqplib, as the TypeScript services use it —
-//!   `tests/interop/peer.js bench` (one channel, direct reply-to, a
-//!   correlation map, persistent requests, no publisher confirms) calling
-//!   `peer.js serve`, which parses each request and answers it. The client
-//!   runs in a `node` process of its own each round and reports every
-//!   call's latency.
+//! * `amqplib`: `tests/interop/peer.js bench` (one channel, direct
+//!   reply-to, a correlation map, persistent requests, no publisher
+//!   confirms) calling `peer.js serve`, which parses each request and
+//!   answers it as the TypeScript services do. Both turn TCP_NODELAY on,
+//!   which the seed does not: `STAGE7_PEER_NODELAY=0` measures the seed's
+//!   setting. The client runs in a `node` process of its own each round,
+//!   warms up on its connection, then reports every call's latency.
 //! * `stack`: our full stack calling our consumer (decode, de-duplication,
 //!   handler, encode, reply), with publisher confirms.
 //!
@@ -65,6 +66,8 @@ async fn node_responder(url: &str, id: &str) -> Result<Child, String> {
             "the Node responder said {ready:?} instead of READY"
         ));
     }
+    // It prints the events it receives; a closed pipe would kill it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok(child)
 }
 
@@ -76,20 +79,25 @@ async fn node_round(
     n: usize,
     concurrency: usize,
 ) -> Result<Series, String> {
-    let output = node(
+    let warmup = (n / 5).clamp(1, 2000);
+    let mut client = node(
         &url,
         &[
             "bench",
             &recipient,
             &n.to_string(),
             &concurrency.to_string(),
+            &warmup.to_string(),
         ],
-    )?
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .output()
-    .await
-    .map_err(|e| format!("cannot run node: {e}"))?;
+    )?;
+    client.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Generous: the client itself fails a call after 30 s without a reply.
+    let per_call = Duration::from_millis(5) * u32::try_from(n).unwrap_or(u32::MAX);
+    let limit = Duration::from_secs(120) + per_call;
+    let output = tokio::time::timeout(limit, client.output())
+        .await
+        .map_err(|_| format!("the Node client did not finish within {limit:?}"))?
+        .map_err(|e| format!("cannot run node: {e}"))?;
     if !output.status.success() {
         return Err(format!(
             "the Node client failed: {}",

@@ -34,7 +34,7 @@ use stage7_transport::{BranchConfig, Config, Entity, Message, Route, TransportBu
 use tokio::sync::oneshot;
 
 use super::Options;
-use super::broker::{bound_queue, connect, echo_entity, name, next, url};
+use super::broker::{bound_queue, connect, echo_entity, echo_handler, name, next, url};
 use super::harness::{Comparison, Side, compare, fresh, service_side};
 
 /// The bare-lapin client: one confirm-mode channel, a reply consumer and a
@@ -201,11 +201,7 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
         .build()
         .map_err(|e| e.to_string())?;
 
-    let echo = tower::service_fn(|message: Message| async move {
-        let content = message.content().cloned().unwrap_or_default();
-        Ok::<_, std::convert::Infallible>(Some(message.reply(content)))
-    });
-    let caller = Entity::builder("Echo", echo)
+    let caller = Entity::builder("Echo", echo_handler())
         .id(name("bench-entity"))
         .queue_expires(Some(Duration::from_secs(60)))
         .config(Config::from_vars([("RABBITMQ_URL", url.as_str())]).map_err(|e| e.to_string())?)

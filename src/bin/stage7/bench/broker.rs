@@ -11,7 +11,7 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use stage7_transport::amqp::topology::{EXCHANGE, routing_key};
 use stage7_transport::amqp::{AmqpTransport, Subscriber, Subscription};
 use stage7_transport::config::redact_url;
-use stage7_transport::{Config, Message};
+use stage7_transport::{Config, Handler, Message};
 
 /// The broker URL from the environment (`RABBITMQ_URL`, or the
 /// `RABBITMQ_DEFAULT_*` variables), as every entity reads it.
@@ -78,15 +78,19 @@ pub(crate) async fn bound_queue(
         .map_err(|e| e.to_string())
 }
 
-/// Serves entity `id` on `transport` with a handler that answers requests
-/// with their content; returns once it consumes.
-pub(crate) async fn echo_entity(transport: &AmqpTransport, id: &str) -> Result<Subscriber, String> {
-    let echo = tower::service_fn(|message: Message| async move {
+/// A handler that answers requests with their content.
+pub(crate) fn echo_handler() -> impl Handler {
+    tower::service_fn(|message: Message| async move {
         let content = message.content().cloned().unwrap_or_default();
         Ok::<_, std::convert::Infallible>(Some(message.reply(content)))
-    });
+    })
+}
+
+/// Serves entity `id` on `transport` with [`echo_handler`]; returns once it
+/// consumes.
+pub(crate) async fn echo_entity(transport: &AmqpTransport, id: &str) -> Result<Subscriber, String> {
     let subscriber = transport
-        .subscribe(Subscription::new(id, "Echo", echo).expires(Duration::from_secs(60)))
+        .subscribe(Subscription::new(id, "Echo", echo_handler()).expires(Duration::from_secs(60)))
         .map_err(|e| e.to_string())?;
     tokio::time::timeout(Duration::from_secs(10), subscriber.ready())
         .await
