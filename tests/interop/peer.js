@@ -54,21 +54,15 @@ async function serve(id, type) {
   console.log('READY');
 }
 
-async function call(recipient, content) {
-  const connection = await amqp.connect(url, socketOptions);
-  const channel = await connection.createChannel();
-  const correlationId = crypto.randomUUID();
-  const reply = new Promise((resolve) => {
-    channel.consume('amq.rabbitmq.reply-to', (msg) => {
-      if (msg && msg.properties.correlationId === correlationId) resolve(msg.content.toString());
-    }, { noAck: true });
-  });
+// A request as the seed sends one: correlationId and replyTo as AMQP
+// properties, a persistent JSON body.
+function publishRequest(channel, sender, recipient, content, correlationId) {
   const message = {
     id: crypto.randomUUID(),
     type: 'request',
-    sender: 'node-peer',
+    sender,
     recipient,
-    content: JSON.parse(content),
+    content,
     requiresSync: true,
     timestamp: new Date().toISOString(),
   };
@@ -78,6 +72,18 @@ async function call(recipient, content) {
     contentType: 'application/json',
     persistent: true,
   });
+}
+
+async function call(recipient, content) {
+  const connection = await amqp.connect(url, socketOptions);
+  const channel = await connection.createChannel();
+  const correlationId = crypto.randomUUID();
+  const reply = new Promise((resolve) => {
+    channel.consume('amq.rabbitmq.reply-to', (msg) => {
+      if (msg && msg.properties.correlationId === correlationId) resolve(msg.content.toString());
+    }, { noAck: true });
+  });
+  publishRequest(channel, 'node-peer', recipient, JSON.parse(content), correlationId);
   let timer;
   const timeout = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error('no reply within 10 s')), 10000);
@@ -129,21 +135,8 @@ async function bench(recipient, total, inFlight, warmup) {
       waiting.set(correlationId, resolve);
       timer = setTimeout(() => reject(new Error('no reply within 30 s')), 30000);
     });
-    const message = {
-      id: crypto.randomUUID(),
-      type: 'request',
-      sender: 'node-bench',
-      recipient,
-      content: { prompt: 'summarise the mission status', step: 7, tags: ['bench', 'rpc'] },
-      requiresSync: true,
-      timestamp: new Date().toISOString(),
-    };
-    channel.publish(exchange, `message.${recipient}`, Buffer.from(JSON.stringify(message)), {
-      correlationId,
-      replyTo: 'amq.rabbitmq.reply-to',
-      contentType: 'application/json',
-      persistent: true,
-    });
+    const content = { prompt: 'summarise the mission status', step: 7, tags: ['bench', 'rpc'] };
+    publishRequest(channel, 'node-bench', recipient, content, correlationId);
     const answer = JSON.parse((await reply).toString());
     clearTimeout(timer);
     if (answer.type !== 'response') throw new Error(`unexpected reply ${answer.type}`);
