@@ -10,15 +10,14 @@
 //! both). The baseline sends the message's bytes encoded once; ours gets a
 //! copy of a template message with a fresh id and encodes it, as it must.
 
-use lapin::BasicProperties;
 use lapin::Confirmation;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use stage7_transport::amqp::AmqpTransport;
-use stage7_transport::amqp::topology::{EXCHANGE, routing_key};
+use stage7_transport::amqp::topology::routing_key;
 use stage7_transport::{Message, MessageType};
 
 use super::Options;
-use super::broker::{bound_queue, connect, name, url};
+use super::broker::{bound_queue, connect, name, raw_properties, raw_publish, url};
 use super::harness::{Comparison, Side, compare, service_side};
 
 /// The most messages each sink queue holds.
@@ -62,24 +61,8 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
                 move |i| {
                     let (channel, key, body) = (channel.clone(), key.clone(), body.clone());
                     async move {
-                        let properties = BasicProperties::default()
-                            .with_delivery_mode(2)
-                            .with_content_type("application/json".into())
-                            .with_message_id(i.to_string().into());
-                        let mandatory = BasicPublishOptions {
-                            mandatory: true,
-                            ..BasicPublishOptions::default()
-                        };
-                        let confirm = channel
-                            .basic_publish(
-                                EXCHANGE.into(),
-                                key.as_str().into(),
-                                mandatory,
-                                &body,
-                                properties,
-                            )
-                            .await
-                            .map_err(|e| e.to_string())?;
+                        let properties = raw_properties(&i.to_string());
+                        let confirm = raw_publish(&channel, &key, &body, properties).await?;
                         match confirm.await.map_err(|e| e.to_string())? {
                             Confirmation::Ack(None) => Ok(()),
                             other => Err(format!("unexpected confirmation {other:?}")),

@@ -29,12 +29,14 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
 use stage7_transport::amqp::AmqpTransport;
-use stage7_transport::amqp::topology::{EXCHANGE, REPLY_TO, routing_key};
+use stage7_transport::amqp::topology::{REPLY_TO, routing_key};
 use stage7_transport::{BranchConfig, Config, Entity, Message, Route, TransportBuilder};
 use tokio::sync::oneshot;
 
 use super::Options;
-use super::broker::{bound_queue, connect, echo_entity, echo_handler, name, next, url};
+use super::broker::{
+    bound_queue, connect, echo_entity, echo_handler, name, next, raw_properties, raw_publish, url,
+};
 use super::harness::{Comparison, Side, compare, fresh, service_side};
 
 /// The bare-lapin client: one confirm-mode channel, a reply consumer and a
@@ -99,27 +101,10 @@ impl RawClient {
             .lock()
             .map_err(|e| e.to_string())?
             .insert(correlation.clone(), sender);
-        let properties = BasicProperties::default()
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_message_id(id.into())
+        let properties = raw_properties(id)
             .with_correlation_id(correlation.into())
             .with_reply_to(REPLY_TO.into());
-        let mandatory = BasicPublishOptions {
-            mandatory: true,
-            ..BasicPublishOptions::default()
-        };
-        let confirm = self
-            .channel
-            .basic_publish(
-                EXCHANGE.into(),
-                routing_key.into(),
-                mandatory,
-                body,
-                properties,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+        let confirm = raw_publish(&self.channel, routing_key, body, properties).await?;
         // Settled in the background, as ours does when the reply comes first:
         // lapin keeps dropped unresolved confirms until the channel closes.
         tokio::spawn(async move {

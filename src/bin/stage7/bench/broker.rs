@@ -5,9 +5,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_core::Stream;
-use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 use stage7_transport::amqp::topology::{EXCHANGE, routing_key};
 use stage7_transport::amqp::{AmqpTransport, Subscriber, Subscription};
 use stage7_transport::config::redact_url;
@@ -73,6 +73,38 @@ pub(crate) async fn bound_queue(
             routing_key(recipient).into(),
             QueueBindOptions::default(),
             FieldTable::default(),
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The properties the baselines publish with: persistent JSON carrying
+/// message id `id`, as ours does.
+pub(crate) fn raw_properties(id: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(id.into())
+}
+
+/// A bare mandatory publish of `body` to `routing_key` on [`EXCHANGE`].
+pub(crate) async fn raw_publish(
+    channel: &Channel,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<PublisherConfirm, String> {
+    let mandatory = BasicPublishOptions {
+        mandatory: true,
+        ..BasicPublishOptions::default()
+    };
+    channel
+        .basic_publish(
+            EXCHANGE.into(),
+            routing_key.into(),
+            mandatory,
+            body,
+            properties,
         )
         .await
         .map_err(|e| e.to_string())
