@@ -97,10 +97,10 @@ mod entities {
     use std::time::Duration;
 
     use serde_json::json;
-    use stage7_transport::{Entity, Message, MessageType, Route};
+    use stage7_transport::{Message, MessageType, Route};
 
     use super::{OUTAGES, Outage};
-    use crate::support::{broker_config, caller, eventually, require_broker, unique};
+    use crate::support::{self, broker_config, caller, eventually, require_broker, unique};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn broker_stopped_under_load_no_failure_no_loss_no_double_run() {
@@ -120,10 +120,7 @@ mod entities {
             }
         });
         let id = unique("echo");
-        let callee = Entity::builder("Echo", handler)
-            .id(&id)
-            .queue_expires(Some(Duration::from_secs(120)))
-            .config(config.clone())
+        let callee = support::entity("Echo", &id, handler, config.clone())
             .start()
             .await
             .unwrap();

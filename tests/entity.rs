@@ -44,10 +44,7 @@ async fn echo(id: &str, config: Config, ledger: Ledger) -> Entity {
             Ok::<_, Infallible>(message.requires_sync().then(|| message.reply(content)))
         }
     });
-    Entity::builder("Echo", handler)
-        .id(id)
-        .queue_expires(Some(Duration::from_secs(120)))
-        .config(config)
+    support::entity("Echo", id, handler, config)
         .shutdown_grace(Duration::from_secs(5))
         .start()
         .await
@@ -179,10 +176,7 @@ async fn graceful_shutdown_under_load_loses_nothing_acknowledged() {
             }
         })
     };
-    let first = Entity::builder("Worker", slow.clone())
-        .id(&id)
-        .queue_expires(Some(Duration::from_secs(120)))
-        .config(broker_config())
+    let first = support::entity("Worker", &id, slow.clone(), broker_config())
         .shutdown_grace(Duration::from_secs(10))
         .start()
         .await
@@ -201,10 +195,7 @@ async fn graceful_shutdown_under_load_loses_nothing_acknowledged() {
             first.shutdown().await.unwrap();
         }
     }
-    let second = Entity::builder("Worker", slow)
-        .id(&id)
-        .queue_expires(Some(Duration::from_secs(120)))
-        .config(broker_config())
+    let second = support::entity("Worker", &id, slow, broker_config())
         .start()
         .await
         .unwrap();

@@ -94,10 +94,7 @@ async fn echo_entity(id: &str) -> Entity {
                 .then(|| message.reply(json!({"echo": content, "by": "rust"}))),
         )
     });
-    Entity::builder("Echo", echo)
-        .id(id)
-        .queue_expires(Some(Duration::from_secs(120)))
-        .config(broker_config())
+    support::entity("Echo", id, echo, broker_config())
         .start()
         .await
         .unwrap()
@@ -132,10 +129,7 @@ async fn an_amqplib_event_reaches_an_entity() {
         let _ = seen.send(message);
         async { Ok::<_, Infallible>(None) }
     });
-    let entity = Entity::builder("Listener", listener)
-        .id(&id)
-        .queue_expires(Some(Duration::from_secs(120)))
-        .config(broker_config())
+    let entity = support::entity("Listener", &id, listener, broker_config())
         .start()
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use stage7_transport::config::DEFAULT_RABBITMQ_URL;
-use stage7_transport::{Config, Entity, Handler, Message};
+use stage7_transport::{Config, Entity, EntityBuilder, Handler, Message};
 
 /// Everything every `tracing` event of this test process wrote, at TRACE
 /// level, without colours. Installed once per test binary as the global
@@ -82,16 +82,20 @@ pub(crate) fn echo() -> impl Handler {
     })
 }
 
+/// A test entity of `kind` with id `id`: its queue expires two minutes
+/// after the test, so repeated runs leave none behind.
+pub(crate) fn entity(kind: &str, id: &str, handler: impl Handler, config: Config) -> EntityBuilder {
+    Entity::builder(kind, handler)
+        .id(id)
+        .queue_expires(Some(Duration::from_secs(120)))
+        .config(config)
+}
+
 /// An entity that only calls: it handles nothing, and knows each
 /// `(recipient, url)` of `routes` as an HTTP route.
 pub(crate) async fn caller(config: Config, routes: &[(&str, &str)]) -> Entity {
-    let mut builder = Entity::builder(
-        "Caller",
-        tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) }),
-    )
-    .id(unique("caller"))
-    .queue_expires(Some(Duration::from_secs(120)))
-    .config(config);
+    let idle = tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) });
+    let mut builder = entity("Caller", &unique("caller"), idle, config);
     for (recipient, url) in routes {
         builder = builder.route(*recipient, *url);
     }
