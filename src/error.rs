@@ -277,6 +277,16 @@ impl Error {
         )
     }
 
+    /// A body (`what`: "body", "reply") that outgrew `limit` while being
+    /// read, its whole size unknown.
+    pub(crate) fn over_limit(what: &str, limit: usize) -> Self {
+        Self::new(
+            ErrorKind::TooLarge,
+            ErrorClass::Rejected,
+            format!("the {what} exceeds the limit of {limit} bytes"),
+        )
+    }
+
     pub(crate) fn invalid(detail: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorKind::InvalidMessage, ErrorClass::Rejected, detail)
     }

@@ -250,9 +250,12 @@ impl MemoryTransport {
                     .map_err(|e| e.with_route(Route::Memory))?;
                 Ok(Delivery::new(Route::Memory, Some(reply)))
             }
-            Ok(None) => Err(Error::no_reply()
-                .with_key(&recipient)
-                .with_route(Route::Memory)),
+            Ok(None) => Err(Error::new(
+                ErrorKind::Protocol,
+                ErrorClass::Rejected,
+                format!("`{recipient}`: the handler returned no reply to a synchronous message"),
+            )
+            .with_route(Route::Memory)),
             Err(error) => Err(error.with_route(Route::Memory)),
         }
     }
@@ -416,5 +419,6 @@ mod tests {
             .unwrap_err();
         assert!(error.is_rejected());
         assert!(error.to_string().contains("returned no reply"), "{error}");
+        assert!(error.to_string().contains("`x`"), "{error}");
     }
 }

@@ -48,11 +48,7 @@ pub(crate) fn send_error(error: hyper_util::client::legacy::Error, base: &Uri) -
 /// The error for a response body that could not be read.
 pub(crate) fn body_error(error: Box<dyn StdError + Send + Sync>, limit: usize) -> Error {
     if error.is::<http_body_util::LengthLimitError>() {
-        return Error::new(
-            ErrorKind::TooLarge,
-            ErrorClass::Rejected,
-            format!("the reply exceeds the limit of {limit} bytes"),
-        );
+        return Error::over_limit("reply", limit);
     }
     Error::new(
         ErrorKind::ConnectionLost,

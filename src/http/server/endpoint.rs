@@ -154,11 +154,7 @@ impl<H: Handler> Endpoint<H> {
             Err(error) if error.is::<http_body_util::LengthLimitError>() => {
                 return failure(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    &Error::new(
-                        ErrorKind::TooLarge,
-                        ErrorClass::Rejected,
-                        format!("the body exceeds the limit of {limit} bytes"),
-                    ),
+                    &Error::over_limit("body", limit),
                 );
             }
             Err(error) => {
