@@ -258,7 +258,7 @@ impl Service<Message> for AmqpTransport {
                 .map_err(|e| e.with_route(Route::Amqp))?;
             let result = if message.requires_sync() {
                 link.rpc
-                    .call(&link.drain, permit, &message, envelope, &body, codec)
+                    .call(permit, &message, envelope, &body, codec)
                     .await
             } else {
                 publisher::publish(

@@ -20,7 +20,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
-use super::publisher::{Drain, Envelope, Settle, confirmed, lost, mandatory, not_sent};
+use super::publisher::{Drain, Envelope, Settle, confirmed, drain, lost, mandatory, not_sent};
 use super::topology::{ERROR_HEADER, EXCHANGE, REPLY_TO};
 use crate::error::{Error, ErrorBody, ErrorClass, ErrorKind};
 use crate::message::{Codec, Message};
@@ -32,6 +32,10 @@ type Waiter = oneshot::Sender<Result<AmqpDelivery, Error>>;
 pub(crate) struct Rpc {
     channel: Channel,
     pending: Arc<Pending>,
+    /// Settles the confirms of calls that ended first. The channel's own:
+    /// behind another channel's slow confirm, permits whose confirms have
+    /// arrived would be held back.
+    drain: Drain,
 }
 
 /// Calls waiting for a reply, by correlation id.
@@ -165,7 +169,11 @@ impl Rpc {
             generation,
         });
         tokio::spawn(dispatch(consumer, pending.clone()));
-        Ok(Self { channel, pending })
+        Ok(Self {
+            channel,
+            pending,
+            drain: drain(),
+        })
     }
 
     pub(crate) fn pending(&self) -> &Arc<Pending> {
@@ -182,7 +190,6 @@ impl Rpc {
     /// until the call ends or, if later, its confirm settles.
     pub(crate) async fn call(
         &self,
-        drain: &Drain,
         permit: Option<OwnedSemaphorePermit>,
         message: &Message,
         envelope: Envelope,
@@ -213,7 +220,7 @@ impl Rpc {
         // The reply usually beats the confirm (a persistent message is
         // confirmed after it is written to disk); the confirm is still
         // settled, in the background, when the call ends first.
-        let mut confirm = Settle::new(confirm, Some(drain), permit);
+        let mut confirm = Settle::new(confirm, Some(&self.drain), permit);
         let mut reply = pin!(reply);
         let delivery = loop {
             tokio::select! {

@@ -24,7 +24,8 @@ pub(crate) struct Link {
     pub(crate) connection: Connection,
     pub(crate) publisher: Channel,
     pub(crate) rpc: Rpc,
-    /// Settles the confirms of calls that ended before them.
+    /// Settles the confirms of publishes that ended before them (the RPC
+    /// channel has its own).
     pub(crate) drain: Drain,
 }
 
