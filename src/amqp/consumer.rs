@@ -15,7 +15,6 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Consumer};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tower::ServiceExt;
 
 use super::Owner;
 use super::publisher::{Settle, confirmed};
@@ -448,7 +447,7 @@ async fn stopped(stop: &mut watch::Receiver<Option<Duration>>) -> Option<Duratio
 async fn handle(delivery: AmqpDelivery, channels: Arc<Channels>, handler: Handling, codec: Codec) {
     let reply_to = delivery.properties.reply_to().clone();
     let (result, poison) = match decode(&delivery, codec) {
-        Ok(message) => (handler.oneshot(message).await, false),
+        Ok(message) => (handler.handle(message).await, false),
         Err(error) => (Err(error), true),
     };
     if let Some(to) = &reply_to {

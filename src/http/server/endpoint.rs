@@ -12,7 +12,6 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body, Incoming};
 use tokio::sync::Semaphore;
-use tower::ServiceExt;
 
 use super::super::{APPLICATION_JSON, MESSAGE_PATH, X_REQUEST_ID};
 use crate::config::Secret;
@@ -169,7 +168,7 @@ impl<H: Handler> Endpoint<H> {
             Err(error) => return failure(status_for(&error), &error),
         };
         let sync = message.requires_sync();
-        match self.handler.clone().oneshot(message).await {
+        match self.handler.clone().handle(message).await {
             Ok(Some(reply)) if sync => match self.codec.encode(&reply) {
                 Ok(body) => json(StatusCode::OK, body),
                 Err(error) => failure(StatusCode::UNPROCESSABLE_ENTITY, &unsendable_reply(&error)),

@@ -62,7 +62,7 @@ use tower::Service;
 use self::cache::Cache;
 pub use self::cache::{DEFAULT_CAPACITY, DEFAULT_TTL};
 pub use self::layer::DedupLayer;
-use self::slot::{Run, Turn};
+use self::slot::{Run, Slot, Turn};
 use crate::error::{BoxError, Error};
 use crate::handler::handler_error;
 use crate::message::Message;
@@ -105,27 +105,52 @@ where
 
     fn call(&mut self, message: Message) -> ResponseFuture {
         let fresh = self.inner.clone();
-        let mut ready = std::mem::replace(&mut self.inner, fresh);
-        let slot = self.cache.cell(message.id());
-        Box::pin(async move {
-            loop {
-                let changed = slot.changed().notified();
-                let mut changed = std::pin::pin!(changed);
-                changed.as_mut().enable();
-                match slot.turn() {
-                    Turn::Done(result) => return result,
-                    Turn::Wait => changed.await,
-                    Turn::Run => break,
-                }
-            }
-            let handling = ready.call(message);
-            Run::new(
-                slot,
-                Box::pin(async move { handling.await.map_err(handler_error) }),
-            )
-            .await
-        })
+        let ready = std::mem::replace(&mut self.inner, fresh);
+        Box::pin(once(ready, self.cache.cell(message.id()), message))
     }
+}
+
+impl<S> Dedup<S>
+where
+    S: Service<Message, Response = Option<Message>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    /// Handles one message with this clone, as `oneshot` would, without the
+    /// spare clone of the handler that [`call`](Service::call) leaves
+    /// behind for the next call: the receiving paths clone per message.
+    pub(crate) async fn handle(mut self, message: Message) -> Result<Option<Message>, Error> {
+        std::future::poll_fn(|cx| self.inner.poll_ready(cx))
+            .await
+            .map_err(handler_error)?;
+        once(self.inner, self.cache.cell(message.id()), message).await
+    }
+}
+
+/// Runs `ready` (a handler that said it is ready) on `message` unless the
+/// id's `slot` already has, or is running it.
+async fn once<S>(mut ready: S, slot: Arc<Slot>, message: Message) -> Result<Option<Message>, Error>
+where
+    S: Service<Message, Response = Option<Message>>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    loop {
+        let changed = slot.changed().notified();
+        let mut changed = std::pin::pin!(changed);
+        changed.as_mut().enable();
+        match slot.turn() {
+            Turn::Done(result) => return result,
+            Turn::Wait => changed.await,
+            Turn::Run => break,
+        }
+    }
+    let handling = ready.call(message);
+    Run::new(
+        slot,
+        Box::pin(async move { handling.await.map_err(handler_error) }),
+    )
+    .await
 }
 
 #[cfg(test)]
