@@ -58,12 +58,18 @@ use crate::message::Message;
 pub struct Fallback<P, S> {
     primary: P,
     secondary: Option<Arc<S>>,
-    /// A secondary polled because the primary was not ready; kept across
-    /// polls so its wake-up registration is not lost.
-    standby: Option<S>,
-    /// `standby` is ready: the next call goes to it.
-    bypass: bool,
+    standby: Standby<S>,
     receivers_deduplicate: bool,
+}
+
+/// A clone of the secondary polled because the primary was not ready, kept
+/// across polls so its wake-up registration is not lost.
+#[derive(Debug)]
+enum Standby<S> {
+    Idle,
+    Polling(S),
+    /// Ready: the next call goes to it.
+    Ready(S),
 }
 
 impl<P, S> Fallback<P, S> {
@@ -72,8 +78,7 @@ impl<P, S> Fallback<P, S> {
         Self {
             primary,
             secondary: secondary.map(Arc::new),
-            standby: None,
-            bypass: false,
+            standby: Standby::Idle,
             receivers_deduplicate: true,
         }
     }
@@ -102,8 +107,7 @@ impl<P: Clone, S> Clone for Fallback<P, S> {
         Self {
             primary: self.primary.clone(),
             secondary: self.secondary.clone(),
-            standby: None,
-            bypass: false,
+            standby: Standby::Idle,
             receivers_deduplicate: self.receivers_deduplicate,
         }
     }
@@ -119,39 +123,45 @@ where
     type Future = ResponseFuture<P::Future, S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if self.bypass {
+        if matches!(self.standby, Standby::Ready(_)) {
             return Poll::Ready(Ok(()));
         }
         let primary = self.primary.poll_ready(cx);
         let Some(spare) = self.secondary.as_ref().filter(|_| primary.is_pending()) else {
-            self.standby = None;
+            self.standby = Standby::Idle;
             return primary;
         };
-        let standby = self.standby.get_or_insert_with(|| (**spare).clone());
+        let mut standby = match std::mem::replace(&mut self.standby, Standby::Idle) {
+            Standby::Polling(standby) => standby,
+            _ => (**spare).clone(),
+        };
         match standby.poll_ready(cx) {
             Poll::Ready(Ok(())) => {
                 tracing::debug!(
                     "the primary route is not ready; the next call takes the secondary"
                 );
-                self.bypass = true;
+                self.standby = Standby::Ready(standby);
                 Poll::Ready(Ok(()))
             }
             // Not an error of the stack: the primary may still get ready.
             Poll::Ready(Err(error)) => {
                 tracing::debug!(%error, "neither route is ready");
-                self.standby = None;
                 Poll::Pending
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                self.standby = Standby::Polling(standby);
+                Poll::Pending
+            }
         }
     }
 
     #[inline]
     fn call(&mut self, message: Message) -> Self::Future {
-        if self.bypass
-            && let Some(mut secondary) = self.standby.take()
+        // Looked at before it is moved: the common call leaves it in place.
+        if matches!(self.standby, Standby::Ready(_))
+            && let Standby::Ready(mut secondary) =
+                std::mem::replace(&mut self.standby, Standby::Idle)
         {
-            self.bypass = false;
             return ResponseFuture::bypassed(secondary.call(message));
         }
         let fallback = self
