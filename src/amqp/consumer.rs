@@ -139,8 +139,9 @@ impl Subscription {
     }
 
     /// Each queue to consume: its name, its routing keys, and its expiry in
-    /// milliseconds.
-    fn queues(&self) -> Vec<(String, Vec<String>, Option<u32>)> {
+    /// milliseconds (`expires_ms` for the own queue, none for the work
+    /// queue).
+    fn queues(&self, expires_ms: Option<u32>) -> Vec<Queue> {
         let kind = &self.component_type;
         let lower = kind.to_lowercase();
         let mut type_keys = vec![routing_key(kind)];
@@ -148,13 +149,11 @@ impl Subscription {
             type_keys.push(routing_key(&lower));
         }
         let mut own = vec![routing_key(&self.id), routing_key(BROADCAST)];
-        // `start` has refused expiries that do not convert.
-        let expires = self.expires.and_then(|unused| expiry_ms(unused).ok());
         if self.work_queue {
-            vec![(self.queue(), own, expires), (lower, type_keys, None)]
+            vec![(self.queue(), own, expires_ms), (lower, type_keys, None)]
         } else {
             own.extend(type_keys);
-            vec![(self.queue(), own, expires)]
+            vec![(self.queue(), own, expires_ms)]
         }
     }
 }
@@ -224,11 +223,10 @@ pub(crate) fn start(
     owner: Arc<Owner>,
     subscription: Subscription,
 ) -> crate::error::Result<Subscriber> {
-    if let Some(unused) = subscription.expires {
-        expiry_ms(unused)?;
-    }
-    for (queue, keys, _) in subscription.queues() {
-        for name in std::iter::once(&queue).chain(&keys) {
+    let expires_ms = subscription.expires.map(expiry_ms).transpose()?;
+    let queues = subscription.queues(expires_ms);
+    for (queue, keys, _) in &queues {
+        for name in std::iter::once(queue).chain(keys) {
             if ShortString::try_new(name.as_str()).is_err() {
                 return Err(Error::config(format!(
                     "`{name}` is longer than the 255 bytes AMQP allows for queue names and routing keys"
@@ -240,7 +238,7 @@ pub(crate) fn start(
     let (consuming_tx, consuming) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(None);
     let task = tokio::spawn(async move {
-        run(shared, subscription, consuming_tx, stop_rx).await;
+        run(shared, subscription, queues, consuming_tx, stop_rx).await;
         drop(owner);
     });
     Ok(Subscriber {
@@ -253,9 +251,13 @@ pub(crate) fn start(
 
 type Handling = Dedup<BoxHandler>;
 
+/// A queue to consume: name, routing keys, expiry in milliseconds.
+type Queue = (String, Vec<String>, Option<u32>);
+
 async fn run(
     shared: Arc<Shared>,
     subscription: Subscription,
+    queues: Vec<Queue>,
     consuming: watch::Sender<bool>,
     mut stop: watch::Receiver<Option<Duration>>,
 ) {
@@ -275,7 +277,7 @@ async fn run(
             _ = closing.wait_for(|closing| *closing) => break Duration::ZERO,
         };
         let Some(link) = link else { continue };
-        let (channels, consumers) = match arm(&link, &subscription).await {
+        let (channels, consumers) = match arm(&link, &subscription, &queues).await {
             Ok(armed) => armed,
             Err(error) => {
                 tracing::warn!(queue, %error, "cannot set up the AMQP consumer; retrying");
@@ -352,6 +354,7 @@ struct Channels {
 async fn arm(
     link: &Link,
     subscription: &Subscription,
+    queues: &[Queue],
 ) -> lapin::Result<(Arc<Channels>, Vec<(ShortString, Deliveries)>)> {
     let channel = link.connection.create_channel().await?;
     let dead_letters = link.connection.create_channel().await?;
@@ -362,8 +365,8 @@ async fn arm(
         .basic_qos(subscription.prefetch, BasicQosOptions::default())
         .await?;
     let mut consumers = Vec::new();
-    for (queue, keys, expires) in subscription.queues() {
-        declare_queue(&link.connection, &queue, &keys, expires).await?;
+    for (queue, keys, expires) in queues {
+        declare_queue(&link.connection, queue, keys, *expires).await?;
         // The broker names the consumer: ours could outgrow a short string.
         let consumer: Consumer = channel
             .basic_consume(
