@@ -47,7 +47,8 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
-use http::{Method, Request, header};
+use http::header::HeaderValue;
+use http::{Method, Request, Uri, header};
 use http_body_util::Full;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -58,6 +59,7 @@ use crate::config::{Config, Secret, redact_url};
 use crate::error::{Error, Result};
 use crate::handler::{BoxHandler, Handler};
 use crate::http::client::{Client, bearer, new_client};
+use crate::http::resolve::{join, parse_base};
 use crate::http::{HttpServer, HttpTransport, ResolverChain, ServerHandle, StaticResolver};
 use crate::layer::dedup::DedupLayer;
 use crate::layer::retry::{RetryPolicy, RetryPolicyBuilder};
@@ -458,13 +460,14 @@ impl EntityBuilder {
             .then(|| config.postoffice_url.clone())
             .flatten()
             .map(|postoffice| {
-                let registration = Registration {
-                    postoffice,
-                    token: config.http_token.clone(),
-                    body: json!({"id": id, "type": self.component_type, "url": url}),
-                };
-                tokio::spawn(registration.run())
-            });
+                Registration::new(
+                    &postoffice,
+                    config.http_token.as_ref(),
+                    &json!({"id": id, "type": self.component_type, "url": url}),
+                )
+                .map(|registration| tokio::spawn(registration.run()))
+            })
+            .transpose()?;
         tracing::info!(
             id,
             r#type = self.component_type,
@@ -540,12 +543,27 @@ impl fmt::Debug for EntityBuilder {
 /// Registering with the PostOffice: `POST {postoffice}/registerComponent`
 /// with `{id, type, url}`, retried until it answers `2xx`.
 struct Registration {
-    postoffice: String,
-    token: Option<Secret>,
-    body: Value,
+    target: Uri,
+    /// The PostOffice URL as logs may show it.
+    shown: String,
+    authorization: Option<HeaderValue>,
+    body: Bytes,
 }
 
 impl Registration {
+    /// What every attempt sends, prepared once; a URL or token that cannot
+    /// work is a configuration error at start, not a retry loop.
+    fn new(postoffice: &str, token: Option<&Secret>, body: &Value) -> Result<Self> {
+        let base = parse_base(postoffice)
+            .map_err(|e| Error::config(format!("PostOffice URL: {}", e.detail())))?;
+        Ok(Self {
+            target: join(&base, "/registerComponent")?,
+            shown: redact_url(postoffice),
+            authorization: token.map(bearer).transpose()?,
+            body: Bytes::from(body.to_string()),
+        })
+    }
+
     async fn run(self) {
         let client = new_client(
             crate::http::DEFAULT_CONNECT_TIMEOUT,
@@ -558,39 +576,33 @@ impl Registration {
             .with_jitter()
             .without_max_times()
             .build();
-        let target = format!(
-            "{}/registerComponent",
-            self.postoffice.trim_end_matches('/')
-        );
         loop {
-            match self.attempt(&client, &target).await {
+            match self.attempt(&client).await {
                 Ok(()) => {
-                    tracing::info!(
-                        postoffice = redact_url(&self.postoffice),
-                        "registered with the PostOffice"
-                    );
+                    tracing::info!(postoffice = self.shown, "registered with the PostOffice");
                     return;
                 }
                 Err(error) => {
                     let wait = backoff.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(postoffice = redact_url(&self.postoffice), %error, ?wait, "PostOffice registration failed; retrying");
+                    tracing::warn!(postoffice = self.shown, %error, ?wait, "PostOffice registration failed; retrying");
                     tokio::time::sleep(wait).await;
                 }
             }
         }
     }
 
-    async fn attempt(&self, client: &Client, target: &str) -> Result<()> {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(target)
-            .header(header::CONTENT_TYPE, crate::message::APPLICATION_JSON);
-        if let Some(token) = &self.token {
-            request = request.header(header::AUTHORIZATION, bearer(token)?);
+    async fn attempt(&self, client: &Client) -> Result<()> {
+        let mut request = Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.target.clone();
+        let headers = request.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::message::APPLICATION_JSON),
+        );
+        if let Some(authorization) = &self.authorization {
+            headers.insert(header::AUTHORIZATION, authorization.clone());
         }
-        let request = request
-            .body(Full::new(Bytes::from(self.body.to_string())))
-            .map_err(|e| Error::config(format!("invalid PostOffice URL: {e}")))?;
         let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
             .await
             .map_err(|_| Error::timeout("the PostOffice did not answer within 5 s"))?

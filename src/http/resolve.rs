@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::time::Instant;
@@ -167,6 +168,21 @@ pub(crate) fn parse_base(url: &str) -> Result<Uri> {
         )));
     }
     Ok(uri)
+}
+
+/// `{base}{path}`: `path` (a query may follow it) after the base URL's own
+/// path, as a base like `http://host/prefix` means.
+///
+/// # Errors
+///
+/// [`Config`](crate::ErrorKind::Config) when the result is not a URI.
+pub(crate) fn join(base: &Uri, path: &str) -> Result<Uri> {
+    let invalid = |e: &dyn std::fmt::Display| Error::config(format!("{base} + {path}: {e}"));
+    let mut parts = base.clone().into_parts();
+    let prefix = base.path().trim_end_matches('/');
+    parts.path_and_query =
+        Some(PathAndQuery::try_from(format!("{prefix}{path}")).map_err(|e| invalid(&e))?);
+    Uri::from_parts(parts).map_err(|e| invalid(&e))
 }
 
 /// Compares names as `{NAME}_URL` variables are matched: without case, `-`
@@ -400,16 +416,13 @@ impl PostOfficeResolver {
 
     /// One `requestComponent` query: the first component's URL, if any.
     async fn query(&self, field: &str, recipient: &str) -> Result<Option<Uri>> {
-        let prefix = self.base.path().trim_end_matches('/');
-        let uri = format!(
-            "http://{}{prefix}/requestComponent?{field}={}",
-            self.base.authority().map_or("", |a| a.as_str()),
+        let path = format!(
+            "/requestComponent?{field}={}",
             crate::config::percent_encode(recipient)
         );
         let mut request = Request::new(Full::new(Bytes::new()));
-        *request.uri_mut() = uri
-            .parse()
-            .map_err(|e| self.unavailable(recipient, format!("bad lookup URL: {e}")))?;
+        *request.uri_mut() = join(&self.base, &path)
+            .map_err(|e| self.unavailable(recipient, format!("bad lookup URL: {}", e.detail())))?;
         let headers = request.headers_mut();
         headers.insert(ACCEPT, HeaderValue::from_static(super::APPLICATION_JSON));
         if let Some(authorization) = &self.authorization {
@@ -593,6 +606,19 @@ mod tests {
             Ok(result) => result,
             Err(_) => panic!("a table lookup is ready at once"),
         }
+    }
+
+    #[test]
+    fn paths_join_after_the_base_path() {
+        let join_to = |base: &str, path: &str| join(&parse_base(base).unwrap(), path).unwrap();
+        assert_eq!(
+            join_to("http://po:5020/", "/registerComponent"),
+            "http://po:5020/registerComponent"
+        );
+        assert_eq!(
+            join_to("http://po:5020/stage7/", "/requestComponent?id=a%20b"),
+            "http://po:5020/stage7/requestComponent?id=a%20b"
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tower::Service;
 
 use super::classify;
 use super::client::{Client, bearer, new_client};
-use super::resolve::{Resolve, ResolverChain};
+use super::resolve::{Resolve, ResolverChain, join};
 use super::{
     APPLICATION_JSON, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT,
     DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT, MESSAGE_PATH, X_REQUEST_ID,
@@ -184,16 +184,13 @@ impl Inner {
     }
 }
 
-/// `{base}/message`.
+/// `{base}/message`, without allocating a path for the usual base with none.
 fn message_uri(base: &Uri) -> Result<Uri> {
+    if !base.path().trim_end_matches('/').is_empty() {
+        return join(base, MESSAGE_PATH);
+    }
     let mut parts = base.clone().into_parts();
-    let prefix = base.path().trim_end_matches('/');
-    parts.path_and_query = Some(if prefix.is_empty() {
-        PathAndQuery::from_static(MESSAGE_PATH)
-    } else {
-        PathAndQuery::try_from(format!("{prefix}{MESSAGE_PATH}"))
-            .map_err(|e| Error::config(format!("base URL {base}: {e}")))?
-    });
+    parts.path_and_query = Some(PathAndQuery::from_static(MESSAGE_PATH));
     Uri::from_parts(parts).map_err(|e| Error::config(format!("base URL {base}: {e}")))
 }
 
