@@ -18,7 +18,7 @@ use stage7_transport::{
     Error, ErrorClass, ErrorKind, Handler, HttpServer, HttpTransport, Message, MessageType, Route,
     Secret,
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tower::ServiceExt;
 
 use support::echo;
@@ -449,7 +449,9 @@ async fn the_bearer_token_is_checked_and_never_shown() {
 #[tokio::test]
 async fn a_caller_that_gives_up_does_not_cut_the_handler_short() {
     let (started, mut seen) = mpsc::unbounded_channel();
-    let release = Arc::new(Notify::new());
+    // Permits rather than a notification: a second run, were there one,
+    // would finish and be counted instead of hanging the test.
+    let release = Arc::new(Semaphore::new(0));
     let finished = Arc::new(AtomicUsize::new(0));
     let handler = {
         let (release, finished) = (release.clone(), finished.clone());
@@ -457,7 +459,7 @@ async fn a_caller_that_gives_up_does_not_cut_the_handler_short() {
             let (started, release, finished) = (started.clone(), release.clone(), finished.clone());
             async move {
                 let _ = started.send(m.id().to_owned());
-                release.notified().await;
+                let _permit = release.acquire().await;
                 finished.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, Infallible>(Some(m.reply(json!("done"))))
             }
@@ -478,12 +480,17 @@ async fn a_caller_that_gives_up_does_not_cut_the_handler_short() {
     assert!(error.is_timeout(), "{error}");
     assert_eq!(seen.recv().await.unwrap(), request.id());
 
-    // The retry arrives while the first run is still going: it waits for
-    // that run instead of starting another.
+    // The retry is sent while the first run is still going (given 50 ms to
+    // arrive, which orders but does not decide the test): it waits for that
+    // run instead of starting another.
     let retry = tokio::spawn(transport(server.local_addr()).oneshot(request.clone()));
     tokio::time::sleep(Duration::from_millis(50)).await;
-    release.notify_waiters();
-    let reply = retry.await.unwrap().unwrap();
+    release.add_permits(2);
+    let reply = tokio::time::timeout(Duration::from_secs(10), retry)
+        .await
+        .expect("the retry is answered")
+        .unwrap()
+        .unwrap();
     assert_eq!(reply.reply().unwrap().content(), Some(&json!("done")));
     assert_eq!(finished.load(Ordering::SeqCst), 1, "one run, finished");
     assert!(seen.try_recv().is_err(), "the handler never started twice");
