@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use support::peer::{Peer, reply};
+use support::peer::{Peer, reply, reply_retry_after};
 
 fn to(url: String) -> HttpTransport {
     let routes = StaticResolver::new([("peer", url)]).expect("a valid route");
@@ -107,14 +107,11 @@ async fn a_peer_closing_after_the_request_is_an_unknown_outcome() {
 #[tokio::test]
 async fn a_503_from_our_endpoint_is_not_delivered() {
     let peer = Peer::start(|_| {
-        let mut response = reply(
+        reply_retry_after(
             503,
             r#"{"error":"too many requests in progress","kind":"overloaded"}"#,
-        );
-        response
-            .headers_mut()
-            .insert("retry-after", "2".parse().unwrap());
-        response
+            2,
+        )
     })
     .await;
     let error = to(peer.url()).oneshot(call()).await.unwrap_err();
@@ -136,14 +133,7 @@ async fn a_503_from_our_endpoint_is_not_delivered() {
 
 #[tokio::test]
 async fn a_429_is_not_delivered_with_retry_after() {
-    let peer = Peer::start(|_| {
-        let mut response = reply(429, "slow down");
-        response
-            .headers_mut()
-            .insert("retry-after", "3".parse().unwrap());
-        response
-    })
-    .await;
+    let peer = Peer::start(|_| reply_retry_after(429, "slow down", 3)).await;
     let error = to(peer.url()).oneshot(call()).await.unwrap_err();
     assert_eq!(
         (error.kind(), error.class()),

@@ -76,6 +76,13 @@ pub(crate) fn reply(status: u16, body: &str) -> Response<Full<Bytes>> {
         .expect("a valid response")
 }
 
+/// [`reply`] with `Retry-After: {seconds}`.
+pub(crate) fn reply_retry_after(status: u16, body: &str, seconds: u64) -> Response<Full<Bytes>> {
+    let mut response = reply(status, body);
+    response.headers_mut().insert("retry-after", seconds.into());
+    response
+}
+
 /// Forwards 127.0.0.1 connections to `upstream`, counting the connections
 /// it accepts.
 pub(crate) struct CountingForwarder {
