@@ -219,7 +219,8 @@ where
 }
 
 /// Alternates `rounds` rounds of each side, `n / rounds` calls each, after a
-/// warm-up round, so drift in the machine or the broker hits all sides alike.
+/// warm-up round, so drift in the machine or the broker hits all sides
+/// alike; each round starts with a different side.
 pub(crate) async fn compare(
     scenario: &str,
     n: usize,
@@ -235,7 +236,11 @@ pub(crate) async fn compare(
         (side.round)(warmup, concurrency).await?;
     }
     for round in 0..rounds {
-        for (side, total) in sides.iter().zip(&mut totals) {
+        // Each round starts with the next side, so no side always runs
+        // right after the same one (the broker still settling its work).
+        let start = round % sides.len();
+        for i in (0..sides.len()).map(|i| (start + i) % sides.len()) {
+            let (side, total) = (&sides[i], &mut totals[i]);
             eprintln!(
                 "  [{scenario} c={concurrency}] {} round {}/{rounds} ({per_round} calls)",
                 side.label,
