@@ -17,7 +17,7 @@ use stage7_transport::amqp::topology::{
 };
 use stage7_transport::amqp::{AmqpTransport, Subscriber, Subscription};
 use stage7_transport::{Codec, Error, ErrorClass, ErrorKind, Message, MessageType, Route};
-use support::{amqp_url, require_broker, unique};
+use support::{amqp_url, eventually, queue_counts_reach, require_broker, unique};
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
@@ -386,6 +386,83 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_consumer_keeps_
         .await
         .unwrap();
     assert_eq!(reply.reply().unwrap().content(), Some(&json!("still here")));
+}
+
+/// Acknowledgements are gathered into `multiple` acks, yet a handler that
+/// takes its time holds back no other delivery: the rest are acknowledged,
+/// so the consumer goes on past its prefetch, and a dead letter among them
+/// settles in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_holds_back_no_other_acknowledgement() {
+    require_broker().await;
+    let transport = transport(&unique("t-acks"));
+    let id = unique("acks");
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let (gate, handled) = (gate.clone(), handled.clone());
+        tower::service_fn(move |message: Message| {
+            let (gate, handled) = (gate.clone(), handled.clone());
+            async move {
+                if message.content() == Some(&json!("slow")) {
+                    gate.acquire().await.map(|permit| permit.forget())?;
+                }
+                handled.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, tokio::sync::AcquireError>(None)
+            }
+        })
+    };
+    let subscription = Subscription::new(&id, "Acks", handler)
+        .prefetch(8)
+        .expires(Duration::from_secs(60));
+    let subscriber = transport.subscribe(subscription).unwrap();
+    subscriber.ready().await;
+    let queue = subscriber.queue().to_owned();
+    let statement = |content| {
+        Message::new(MessageType::Statement)
+            .with_recipient(&id)
+            .with_content(content)
+    };
+
+    transport
+        .clone()
+        .oneshot(statement(json!("slow")))
+        .await
+        .unwrap();
+    let (_connection, channel) = raw_channel().await;
+    for i in 0..100 {
+        if i == 50 {
+            let properties =
+                BasicProperties::default().with_content_type("application/json".into());
+            publish_raw(&channel, &id, b"{not json", properties).await;
+        }
+        transport
+            .clone()
+            .oneshot(statement(json!(i)))
+            .await
+            .unwrap();
+    }
+    let past_prefetch = eventually(Duration::from_secs(20), || {
+        handled.load(Ordering::SeqCst) == 100
+    })
+    .await;
+    assert!(
+        past_prefetch,
+        "only {} of 100 handled: acknowledgements wait behind the slow handler",
+        handled.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        queue_counts_reach(&queue, (0, 1)).await,
+        (0, 1),
+        "(ready, unacknowledged): only the slow one is held"
+    );
+    gate.add_permits(1);
+    assert_eq!(
+        queue_counts_reach(&queue, (0, 0)).await,
+        (0, 0),
+        "(ready, unacknowledged) once the slow one ends"
+    );
+    assert_eq!(handled.load(Ordering::SeqCst), 101);
 }
 
 #[tokio::test]

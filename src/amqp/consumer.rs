@@ -8,8 +8,7 @@ use std::time::Duration;
 use futures_core::Stream;
 use lapin::message::Delivery as AmqpDelivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions,
+    BasicCancelOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Consumer};
@@ -17,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::Owner;
+use super::acks::{Acks, Settlement};
 use super::publisher::{Settle, confirmed};
 use super::supervisor::{Link, Shared, pause};
 use super::topology::{
@@ -348,6 +348,7 @@ type Deliveries = Pin<Box<dyn Stream<Item = lapin::Result<AmqpDelivery>> + Send>
 /// original is acknowledged.
 struct Channels {
     consume: Channel,
+    acks: Acks,
     dead_letters: Channel,
 }
 
@@ -379,6 +380,7 @@ async fn arm(
         consumers.push((consumer.tag(), Box::pin(consumer) as Deliveries));
     }
     let channels = Channels {
+        acks: Acks::new(channel.clone()),
         consume: channel,
         dead_letters,
     };
@@ -415,6 +417,7 @@ async fn consume(
         tokio::select! {
             item = next => match item {
                 Some(Ok(delivery)) => {
+                    while in_flight.try_join_next().is_some() {}
                     in_flight.spawn(handle(delivery, channels.clone(), handler.clone(), codec));
                 }
                 Some(Err(error)) => {
@@ -424,7 +427,6 @@ async fn consume(
                 }
                 None => return None,
             },
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             _ = links.changed() => return None,
             Some(grace) = stopped(stop) => return Some(grace),
         }
@@ -471,19 +473,14 @@ async fn handle(delivery: AmqpDelivery, channels: Arc<Channels>, handler: Handli
         }
         _ => Ok(()),
     };
-    let acked = match settled {
-        Ok(()) => delivery.acker.ack(BasicAckOptions::default()).await,
-        Err(()) => {
-            let reject = BasicNackOptions {
-                requeue: false,
-                ..BasicNackOptions::default()
-            };
-            delivery.acker.nack(reject).await
-        }
+    let settlement = match settled {
+        Ok(()) => Settlement::Ack,
+        Err(()) => Settlement::Reject,
     };
-    if let Err(error) = acked {
-        tracing::debug!(%error, "could not settle a delivery; the broker will redeliver it");
-    }
+    channels
+        .acks
+        .settle(delivery.delivery_tag, settlement)
+        .await;
 }
 
 fn decode(delivery: &AmqpDelivery, codec: Codec) -> Result<Message, Error> {

@@ -53,6 +53,7 @@
 //! # }
 //! ```
 
+mod acks;
 pub mod config;
 mod consumer;
 mod publisher;

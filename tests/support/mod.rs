@@ -173,6 +173,43 @@ pub(crate) fn try_rabbitmqctl(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// How many messages `queue` holds ready for delivery and delivered but
+/// not acknowledged, as the broker counts them now.
+pub(crate) async fn queue_counts(queue: &str) -> (u64, u64) {
+    let listed = tokio::task::spawn_blocking(|| {
+        rabbitmqctl(&[
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+        ])
+    })
+    .await
+    .unwrap();
+    let row = listed
+        .lines()
+        .map(|line| line.split('\t').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&queue))
+        .unwrap_or_else(|| panic!("queue `{queue}` not listed:\n{listed}"));
+    let count = |i: usize| row.get(i).and_then(|n| n.trim().parse().ok()).unwrap();
+    (count(1), count(2))
+}
+
+/// Polls [`queue_counts`] until it reads `want` or 5 s pass; returns the
+/// last reading.
+pub(crate) async fn queue_counts_reach(queue: &str, want: (u64, u64)) -> (u64, u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let counts = queue_counts(queue).await;
+        if counts == want || tokio::time::Instant::now() >= deadline {
+            return counts;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Closes, from the broker's side, every connection whose client named
 /// itself `name`; returns how many.
 pub(crate) fn close_connection(name: &str) -> usize {
