@@ -306,8 +306,9 @@ impl EntityBuilder {
     }
 
     /// The base URL peers use to reach the endpoint, when it differs from
-    /// `http://{listen address}` (behind NAT, in containers). Default: the
-    /// listen address.
+    /// `http://{listen address}` (behind NAT, in containers); the entity's
+    /// own calls to itself over HTTP use it too. Default: the listen
+    /// address.
     pub fn advertise(mut self, url: impl Into<String>) -> Self {
         self.advertise = Some(url.into());
         self
@@ -441,8 +442,12 @@ impl EntityBuilder {
         }
         let subscriber = amqp.subscribe(subscription)?;
 
+        // After the caller's own routes: the entity reaches itself over
+        // HTTP too, as its peers would.
+        let mut routes = self.routes;
+        routes.push((id.clone(), url.clone()));
         let resolver = ResolverChain::new()
-            .or(StaticResolver::new(self.routes)?)
+            .or(StaticResolver::new(routes)?)
             .or(ResolverChain::from_config(&config)?);
         let stack = assemble(
             amqp.clone(),

@@ -127,6 +127,27 @@ async fn without_a_broker_calls_use_http_from_the_first_and_move_to_amqp_when_it
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entity_reaches_itself_over_http_when_amqp_cannot_serve() {
+    require_broker().await;
+    let upstream = amqp_url();
+    let proxy = Proxy::start(&host_port(&upstream)).await;
+    proxy.set(Mode::Refuse);
+    let config = Config::from_vars([("RABBITMQ_URL", proxy.amqp_url(&upstream))]).unwrap();
+    let ledger = Ledger::default();
+    let id = unique("echo");
+    let entity = echo(&id, config, ledger.clone()).await;
+
+    let delivery = entity
+        .call(Message::request(&id, json!("me")))
+        .await
+        .unwrap();
+    assert_eq!(delivery.route(), Route::Http);
+    assert_eq!(delivery.into_reply().unwrap().content(), Some(&json!("me")));
+    entity.shutdown().await.unwrap();
+    assert_eq!(ledger.runs().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_http_peer_does_not_matter_while_amqp_serves() {
     require_broker().await;
     let ledger = Ledger::default();

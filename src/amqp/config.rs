@@ -22,8 +22,11 @@ pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(20);
 /// with jitter), so a broker that returns is in use again within a second.
 pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_millis(500);
 /// Default number of calls awaiting the broker's confirm (or a reply) at
-/// once, beyond which `poll_ready` waits: 1024.
-pub const DEFAULT_WINDOW: usize = 1024;
+/// once, beyond which `poll_ready` waits: 4096. The broker confirms a
+/// persistent message once it is on disk, which can take a few hundred
+/// milliseconds; a request's reply usually comes first, yet its permit is
+/// held until the confirm. At 10 000 calls a second, 1024 ran out.
+pub const DEFAULT_WINDOW: usize = 4096;
 
 /// Settings shared by the transport's supervisor, publisher and consumers.
 pub(crate) struct Settings {
