@@ -220,7 +220,7 @@ where
 
 /// Alternates `rounds` rounds of each side, `n / rounds` calls each, after a
 /// warm-up round, so drift in the machine or the broker hits all sides
-/// alike; each round starts with a different side.
+/// alike; each round runs them in a different order.
 pub(crate) async fn compare(
     scenario: &str,
     n: usize,
@@ -236,10 +236,12 @@ pub(crate) async fn compare(
         (side.round)(warmup, concurrency).await?;
     }
     for round in 0..rounds {
-        // Each round starts with the next side, so no side always runs
-        // right after the same one (the broker still settling its work).
-        let start = round % sides.len();
-        for i in (0..sides.len()).map(|i| (start + i) % sides.len()) {
+        // Each round runs the sides in a new order, so no side always runs
+        // at the same place or right after the same one (the broker still
+        // settling that one's work). Seeded: reruns use the same orders.
+        let mut order: Vec<usize> = (0..sides.len()).collect();
+        fastrand::Rng::with_seed(round as u64).shuffle(&mut order);
+        for i in order {
             let (side, total) = (&sides[i], &mut totals[i]);
             eprintln!(
                 "  [{scenario} c={concurrency}] {} round {}/{rounds} ({per_round} calls)",
