@@ -390,11 +390,13 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_consumer_keeps_
 
 /// Acknowledgements are gathered into `multiple` acks, yet a handler that
 /// takes its time holds back no other delivery: the rest are acknowledged,
-/// so the consumer goes on past its prefetch, and a dead letter among them
-/// settles in order.
+/// so the consumer goes on past its prefetch, with a dead letter among
+/// them, and the broker never closes the channel over a tag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_handler_holds_back_no_other_acknowledgement() {
     require_broker().await;
+    let logs = support::logs();
+    let mark = logs.mark();
     let transport = transport(&unique("t-acks"));
     let id = unique("acks");
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
@@ -423,32 +425,25 @@ async fn a_slow_handler_holds_back_no_other_acknowledgement() {
             .with_recipient(&id)
             .with_content(content)
     };
-
-    transport
-        .clone()
-        .oneshot(statement(json!("slow")))
-        .await
-        .unwrap();
     let (_connection, channel) = raw_channel().await;
-    for i in 0..100 {
-        if i == 50 {
-            let properties =
-                BasicProperties::default().with_content_type("application/json".into());
-            publish_raw(&channel, &id, b"{not json", properties).await;
+    let poison = BasicProperties::default().with_content_type("application/json".into());
+
+    // Before the slow one, deliveries settle in runs that `multiple` acks
+    // cover; after it, above the gap, they are acked one by one.
+    for i in 0..120 {
+        let content = if i == 20 { json!("slow") } else { json!(i) };
+        transport.clone().oneshot(statement(content)).await.unwrap();
+        if i == 70 {
+            publish_raw(&channel, &id, b"{not json", poison.clone()).await;
         }
-        transport
-            .clone()
-            .oneshot(statement(json!(i)))
-            .await
-            .unwrap();
     }
     let past_prefetch = eventually(Duration::from_secs(20), || {
-        handled.load(Ordering::SeqCst) == 100
+        handled.load(Ordering::SeqCst) == 119
     })
     .await;
     assert!(
         past_prefetch,
-        "only {} of 100 handled: acknowledgements wait behind the slow handler",
+        "only {} of 119 handled: acknowledgements wait behind the slow handler",
         handled.load(Ordering::SeqCst)
     );
     assert_eq!(
@@ -462,7 +457,15 @@ async fn a_slow_handler_holds_back_no_other_acknowledgement() {
         (0, 0),
         "(ready, unacknowledged) once the slow one ends"
     );
-    assert_eq!(handled.load(Ordering::SeqCst), 101);
+    assert_eq!(handled.load(Ordering::SeqCst), 120);
+
+    let logged = logs.since(mark);
+    let armed = logged
+        .lines()
+        .filter(|line| line.contains("consuming") && line.contains(&queue))
+        .count();
+    assert_eq!(armed, 1, "the consumer was set up again:\n{logged}");
+    assert!(!logged.contains("unknown delivery tag"), "{logged}");
 }
 
 #[tokio::test]

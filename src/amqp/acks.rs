@@ -4,10 +4,10 @@
 //! for lapin, and lapin's per-delivery `Acker` adds a hop through its
 //! internal task. Here a handler that finishes while another is sending
 //! leaves its settlement to that sender, which sends what gathered as one
-//! batch: a `basic.ack` with `multiple` up to the highest tag below which
-//! every delivery is settled, and single acks above it, so a slow handler
-//! holds back no other delivery's prefetch slot. Rejections go one by one,
-//! before any ack that could cover them.
+//! batch: a `basic.ack` with `multiple` at the highest gathered ack below
+//! which every delivery is settled, and single acks above it, so a slow
+//! handler holds back no other delivery's prefetch slot. Rejections go one
+//! by one, before any ack that could cover them.
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -48,6 +48,9 @@ impl Acks {
     pub(crate) async fn settle(&self, tag: DeliveryTag, settlement: Settlement) {
         {
             let mut state = self.lock();
+            if state.dead {
+                return;
+            }
             state.settle(tag, settlement);
             if state.sending {
                 return;
@@ -68,6 +71,9 @@ impl Acks {
             };
             if let Err(error) = self.send(batch).await {
                 tracing::debug!(%error, "could not settle deliveries; the broker will redeliver them");
+                self.lock().dead = true;
+                sending.0 = None;
+                return;
             }
         }
     }
@@ -93,16 +99,18 @@ impl Acks {
     }
 }
 
-/// Hands the sending on when a sender's future is dropped mid-batch, so
-/// what is queued goes with the next settlement. A sender that finds
-/// nothing left clears the flag itself, under the lock that showed it
-/// empty, and disarms this.
+/// Ends the channel's acknowledgements when a sender's future is dropped
+/// mid-batch (handlers aborted at shutdown, just before the channel
+/// closes). What that batch held is lost, and a later `multiple` ack could
+/// cover a rejection in it; sending nothing more leaves every unsettled
+/// delivery to the broker, which requeues them when the channel closes. A
+/// sender that finds nothing left, or that fails, disarms it.
 struct Sending<'a>(Option<&'a Acks>);
 
 impl Drop for Sending<'_> {
     fn drop(&mut self) {
         if let Some(acks) = self.0 {
-            acks.lock().sending = false;
+            acks.lock().dead = true;
         }
     }
 }
@@ -111,23 +119,30 @@ impl Drop for Sending<'_> {
 struct State {
     /// Every delivery up to this tag is settled (tags start at 1).
     floor: DeliveryTag,
-    /// Settled deliveries above the floor.
-    above: BTreeSet<DeliveryTag>,
+    /// The highest settled tag.
+    highest: DeliveryTag,
+    /// Unsettled deliveries between the floor and the highest settled tag:
+    /// the broker holds each unacknowledged, so there are never more than
+    /// the prefetch allows.
+    gaps: BTreeSet<DeliveryTag>,
     /// Settled, not sent yet.
     queued: Vec<(DeliveryTag, Settlement)>,
+    /// A caller is sending; others leave their settlements to it.
     sending: bool,
+    /// A batch failed or was abandoned: the channel is going away and
+    /// nothing more is sent on it.
+    dead: bool,
 }
 
 impl State {
     fn settle(&mut self, tag: DeliveryTag, settlement: Settlement) {
-        if tag == self.floor + 1 {
-            self.floor = tag;
-            while self.above.remove(&(self.floor + 1)) {
-                self.floor += 1;
-            }
-        } else if tag > self.floor {
-            self.above.insert(tag);
+        if tag > self.highest {
+            self.gaps.extend(self.highest + 1..tag);
+            self.highest = tag;
+        } else {
+            self.gaps.remove(&tag);
         }
+        self.floor = self.gaps.first().map_or(self.highest, |gap| gap - 1);
         self.queued.push((tag, settlement));
     }
 
@@ -185,7 +200,7 @@ mod tests {
             }
         );
         assert_eq!(state.floor, 3);
-        assert!(state.above.is_empty());
+        assert!(state.gaps.is_empty());
     }
 
     #[test]
@@ -210,6 +225,21 @@ mod tests {
             "the multiple ack's tag is one the broker still holds"
         );
         assert_eq!(state.floor, 5);
+        assert!(state.gaps.is_empty());
+    }
+
+    #[test]
+    fn only_unsettled_deliveries_are_remembered() {
+        let mut state = State::default();
+        state.settle(2, Ack);
+        for tag in 3..10_000 {
+            state.settle(tag, Ack);
+            state.batch();
+        }
+        assert_eq!(state.floor, 0, "delivery 1 holds the floor");
+        assert_eq!(state.gaps.len(), 1, "{:?}", state.gaps.first());
+        state.settle(1, Ack);
+        assert_eq!(state.floor, 9_999);
     }
 
     #[test]

@@ -25,7 +25,9 @@ pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_millis(500);
 /// once, beyond which `poll_ready` waits: 4096. The broker confirms a
 /// persistent message once it is on disk, which can take a few hundred
 /// milliseconds; a request's reply usually comes first, yet its permit is
-/// held until the confirm. At 10 000 calls a second, 1024 ran out.
+/// held until the confirm. At 10 000 calls a second, 1024 ran out. The
+/// window also bounds what lapin buffers: at most this many unconfirmed
+/// publishes, each up to the codec's message size limit.
 pub const DEFAULT_WINDOW: usize = 4096;
 
 /// Settings shared by the transport's supervisor, publisher and consumers.

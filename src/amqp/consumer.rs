@@ -189,8 +189,9 @@ impl Subscriber {
 
     /// Stops taking messages, lets running handlers finish for up to
     /// `grace`, then closes the channel. Messages not yet acknowledged —
-    /// those whose handler did not finish — go back to the queue: nothing
-    /// acknowledged is lost, nothing unacknowledged is dropped.
+    /// those whose handler did not finish, and any whose acknowledgement
+    /// was still waiting to go out with another's — go back to the queue:
+    /// nothing acknowledged is lost, nothing unacknowledged is dropped.
     pub async fn shutdown(self, grace: Duration) {
         self.stop.send_replace(Some(grace));
         let _ = self.task.await;
