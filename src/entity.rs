@@ -306,9 +306,11 @@ impl EntityBuilder {
     }
 
     /// The base URL peers use to reach the endpoint, when it differs from
-    /// `http://{listen address}` (behind NAT, in containers); the entity's
-    /// own calls to itself over HTTP use it too. Default: the listen
-    /// address.
+    /// `http://{listen address}` (behind NAT, in containers). The entity's
+    /// own calls to itself over HTTP use it too, ahead of the
+    /// configuration's routes and the PostOffice (an `https://` URL, which
+    /// our HTTP client does not speak, leaves them to AMQP). Default: the
+    /// listen address.
     pub fn advertise(mut self, url: impl Into<String>) -> Self {
         self.advertise = Some(url.into());
         self
@@ -433,19 +435,18 @@ impl EntityBuilder {
             .connection_name(format!("{}:{id}", self.component_type))
             .codec(Codec::new(config.max_message_size))
             .build()?;
-        let mut subscription = Subscription::new(&id, &self.component_type, self.handler)
-            .dedup(dedup)
-            .work_queue(self.work_queue)
-            .prefetch(self.prefetch);
-        if let Some(unused_for) = queue_expires {
-            subscription = subscription.expires(unused_for);
-        }
-        let subscriber = amqp.subscribe(subscription)?;
-
-        // After the caller's own routes: the entity reaches itself over
-        // HTTP too, as its peers would.
         let mut routes = self.routes;
-        routes.push((id.clone(), url.clone()));
+        match parse_base(&url) {
+            // After the caller's own routes: the entity reaches itself over
+            // HTTP too, as its peers would.
+            Ok(_) => routes.push((id.clone(), url.clone())),
+            Err(error) => tracing::warn!(
+                url,
+                %error,
+                "the advertised URL is not one our HTTP client can use; calls to this entity \
+                 from itself go over AMQP only"
+            ),
+        }
         let resolver = ResolverChain::new()
             .or(StaticResolver::new(routes)?)
             .or(ResolverChain::from_config(&config)?);
@@ -457,10 +458,6 @@ impl EntityBuilder {
             self.http_branch,
             self.retry,
         )?;
-
-        if tokio::time::timeout(START_WAIT, amqp.first_attempt()).await == Ok(true) {
-            let _ = tokio::time::timeout(START_WAIT, subscriber.ready()).await;
-        }
         let registration = (self.register)
             .then(|| config.postoffice_url.clone())
             .flatten()
@@ -470,9 +467,23 @@ impl EntityBuilder {
                     config.http_token.as_ref(),
                     &json!({"id": id, "type": self.component_type, "url": url}),
                 )
-                .map(|registration| tokio::spawn(registration.run()))
             })
             .transpose()?;
+
+        // Last, once nothing else can fail: a subscriber is not stopped by
+        // dropping it.
+        let mut subscription = Subscription::new(&id, &self.component_type, self.handler)
+            .dedup(dedup)
+            .work_queue(self.work_queue)
+            .prefetch(self.prefetch);
+        if let Some(unused_for) = queue_expires {
+            subscription = subscription.expires(unused_for);
+        }
+        let subscriber = amqp.subscribe(subscription)?;
+        if tokio::time::timeout(START_WAIT, amqp.first_attempt()).await == Ok(true) {
+            let _ = tokio::time::timeout(START_WAIT, subscriber.ready()).await;
+        }
+        let registration = registration.map(|registration| tokio::spawn(registration.run()));
         tracing::info!(
             id,
             r#type = self.component_type,

@@ -128,7 +128,6 @@ async fn without_a_broker_calls_use_http_from_the_first_and_move_to_amqp_when_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entity_reaches_itself_over_http_when_amqp_cannot_serve() {
-    require_broker().await;
     let upstream = amqp_url();
     let proxy = Proxy::start(&host_port(&upstream)).await;
     proxy.set(Mode::Refuse);
