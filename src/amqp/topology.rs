@@ -35,29 +35,44 @@ pub fn queue_name(component_type: &str, id: &str) -> String {
 /// the dead-letter queue on its own, and expired requests land there too.
 pub const DEAD_LETTER_LIMIT: i64 = 100_000;
 
+/// Declares [`EXCHANGE`] as the transport does (a durable topic
+/// exchange), for tools that publish or bind with bare lapin before any
+/// transport has connected. Idempotent.
+///
+/// # Errors
+///
+/// lapin's, when the broker refuses (an exchange of that name but another
+/// kind or durability) or the channel fails.
+pub async fn declare_exchange(channel: &Channel) -> lapin::Result<()> {
+    channel
+        .exchange_declare(
+            EXCHANGE.into(),
+            ExchangeKind::Topic,
+            durable(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+fn durable() -> ExchangeDeclareOptions {
+    ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    }
+}
+
 /// Declares the exchanges and the dead-letter queue. Idempotent; run on
 /// every (re)connection. Never touches the default exchange.
 pub(crate) async fn declare_exchanges(
     connection: &Connection,
     channel: &Channel,
 ) -> lapin::Result<()> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    channel
-        .exchange_declare(
-            EXCHANGE.into(),
-            ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
+    declare_exchange(channel).await?;
     channel
         .exchange_declare(
             DEAD_LETTER_EXCHANGE.into(),
             ExchangeKind::Fanout,
-            durable,
+            durable(),
             FieldTable::default(),
         )
         .await?;

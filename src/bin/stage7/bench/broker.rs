@@ -5,14 +5,10 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_core::Stream;
-use lapin::options::{
-    BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
-};
-use stage7_transport::amqp::topology::{EXCHANGE, routing_key};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
+use stage7_transport::amqp::topology::{EXCHANGE, declare_exchange, routing_key};
 use stage7_transport::amqp::{AmqpTransport, Subscriber, Subscription};
 use stage7_transport::config::redact_url;
 use stage7_transport::{Config, Handler, Message};
@@ -49,25 +45,13 @@ pub(crate) async fn connect(url: &str, connection_name: &str) -> Result<Connecti
 /// Declares a durable queue named after `recipient`, expiring a minute after
 /// its last use and holding at most `max_length` messages (oldest dropped)
 /// when given, and binds it to `recipient`'s routing key on [`EXCHANGE`]
-/// (declared as our transport declares it: a fresh broker has none yet).
+/// (declared first: a fresh broker has none until a transport connects).
 pub(crate) async fn bound_queue(
     channel: &Channel,
     recipient: &str,
     max_length: Option<i64>,
 ) -> Result<(), String> {
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..ExchangeDeclareOptions::default()
-    };
-    channel
-        .exchange_declare(
-            EXCHANGE.into(),
-            ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    declare_exchange(channel).await.map_err(|e| e.to_string())?;
     let mut arguments = FieldTable::default();
     arguments.insert("x-expires".into(), AMQPValue::LongLongInt(60_000));
     if let Some(max_length) = max_length {

@@ -147,6 +147,8 @@ pub(crate) struct Comparison {
     pub(crate) concurrency: usize,
     pub(crate) baseline: (String, Series),
     pub(crate) candidates: Vec<(String, Series)>,
+    /// What a reader of the figures must know about this run.
+    pub(crate) notes: Vec<String>,
 }
 
 type CallFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
@@ -220,7 +222,10 @@ where
 
 /// Alternates `rounds` rounds of each side, `n / rounds` calls each, after a
 /// warm-up round, so drift in the machine or the broker hits all sides
-/// alike; each round runs them in a different order.
+/// alike. The rounds follow a balanced order ([`balanced_order`]), so no
+/// side runs more often first, or right after a given side, than another:
+/// a side inherits its predecessor's unfinished broker work. `rounds` is
+/// rounded up to a whole number of periods of that order.
 pub(crate) async fn compare(
     scenario: &str,
     n: usize,
@@ -228,7 +233,8 @@ pub(crate) async fn compare(
     rounds: usize,
     sides: Vec<Side>,
 ) -> Result<Comparison, String> {
-    let rounds = rounds.max(1);
+    let period = balanced_period(sides.len());
+    let rounds = rounds.max(1).div_ceil(period) * period;
     let per_round = (n / rounds).max(1);
     let warmup = (per_round / 5).clamp(1, 2000);
     let mut totals: Vec<Series> = sides.iter().map(|_| Series::new()).collect();
@@ -236,12 +242,7 @@ pub(crate) async fn compare(
         (side.round)(warmup, concurrency).await?;
     }
     for round in 0..rounds {
-        // Each round runs the sides in a new order, so no side always runs
-        // at the same place or right after the same one (the broker still
-        // settling that one's work). Seeded: reruns use the same orders.
-        let mut order: Vec<usize> = (0..sides.len()).collect();
-        fastrand::Rng::with_seed(round as u64).shuffle(&mut order);
-        for i in order {
+        for i in balanced_order(sides.len(), round) {
             let (side, total) = (&sides[i], &mut totals[i]);
             eprintln!(
                 "  [{scenario} c={concurrency}] {} round {}/{rounds} ({per_round} calls)",
@@ -266,7 +267,38 @@ pub(crate) async fn compare(
         concurrency,
         baseline,
         candidates: labelled.collect(),
+        notes: Vec::new(),
     })
+}
+
+/// Rounds after which [`balanced_order`] has given every side each place
+/// and each predecessor equally often: the number of sides, twice that
+/// when it is odd.
+fn balanced_period(sides: usize) -> usize {
+    if sides % 2 == 1 && sides > 1 {
+        2 * sides
+    } else {
+        sides.max(1)
+    }
+}
+
+/// The order of the sides in `round`: a Williams design (a Latin square in
+/// which each side follows each other side once per period). Round r runs
+/// `(r + w[k]) % n` at place k, with w = 0, 1, n−1, 2, n−2, …; for an odd
+/// n the second half of the period runs those orders reversed.
+fn balanced_order(sides: usize, round: usize) -> Vec<usize> {
+    let offsets = (0..sides).map(|k| {
+        if k % 2 == 1 {
+            k.div_ceil(2)
+        } else {
+            (sides - k / 2) % sides
+        }
+    });
+    let mut order: Vec<usize> = offsets.map(|w| (round + w) % sides).collect();
+    if sides % 2 == 1 && (round / sides) % 2 == 1 {
+        order.reverse();
+    }
+    order
 }
 
 impl Comparison {
@@ -331,6 +363,16 @@ impl Comparison {
                 );
             }
         }
+        for note in &self.notes {
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"scenario": self.scenario, "concurrency": self.concurrency, "note": note})
+                );
+            } else {
+                println!("{:<14} note: {note}", self.scenario);
+            }
+        }
     }
 }
 
@@ -350,4 +392,37 @@ pub(crate) fn fresh(template: &Message) -> Message {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     template.clone().with_id(format!("bench-{id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{balanced_order, balanced_period};
+    use std::collections::HashMap;
+
+    #[test]
+    fn every_side_leads_and_follows_each_other_equally_often() {
+        for sides in 1..=7 {
+            let period = balanced_period(sides);
+            let mut first = HashMap::new();
+            let mut pairs = HashMap::new();
+            for round in 0..period {
+                let order = balanced_order(sides, round);
+                let mut sorted = order.clone();
+                sorted.sort_unstable();
+                assert_eq!(sorted, (0..sides).collect::<Vec<_>>(), "{order:?}");
+                *first.entry(order[0]).or_insert(0) += 1;
+                for pair in order.windows(2) {
+                    *pairs.entry((pair[0], pair[1])).or_insert(0) += 1;
+                }
+            }
+            assert_eq!(first.len(), sides, "{sides} sides: {first:?}");
+            assert!(first.values().all(|&n| n == period / sides), "{first:?}");
+            assert_eq!(pairs.len(), sides * (sides - 1), "{sides} sides: {pairs:?}");
+            let once = if sides % 2 == 1 { 2 } else { 1 };
+            assert!(
+                pairs.values().all(|&n| n == once),
+                "{sides} sides: {pairs:?}"
+            );
+        }
+    }
 }

@@ -67,5 +67,6 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
         concurrency: 1,
         baseline: ("baseline".to_owned(), base),
         candidates: vec![("stack".to_owned(), ours)],
+        notes: Vec::new(),
     }])
 }
