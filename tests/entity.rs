@@ -51,6 +51,16 @@ async fn echo(id: &str, config: Config, ledger: Ledger) -> Entity {
         .unwrap()
 }
 
+/// Settings whose broker URL leads to a proxy that refuses connections
+/// until told otherwise: a broker that is not there.
+async fn refused_broker() -> (Proxy, Config) {
+    let upstream = amqp_url();
+    let proxy = Proxy::start(&host_port(&upstream)).await;
+    proxy.set(Mode::Refuse);
+    let config = Config::from_vars([("RABBITMQ_URL", proxy.amqp_url(&upstream))]).unwrap();
+    (proxy, config)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_broker_up_calls_go_over_amqp() {
     require_broker().await;
@@ -82,10 +92,7 @@ async fn with_the_broker_up_calls_go_over_amqp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_broker_calls_use_http_from_the_first_and_move_to_amqp_when_it_appears() {
     require_broker().await;
-    let upstream = amqp_url();
-    let proxy = Proxy::start(&host_port(&upstream)).await;
-    proxy.set(Mode::Refuse);
-    let config = Config::from_vars([("RABBITMQ_URL", proxy.amqp_url(&upstream))]).unwrap();
+    let (proxy, config) = refused_broker().await;
     let ledger = Ledger::default();
     let id = unique("echo");
     let callee = echo(&id, config.clone(), ledger.clone()).await;
@@ -128,10 +135,7 @@ async fn without_a_broker_calls_use_http_from_the_first_and_move_to_amqp_when_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entity_reaches_itself_over_http_when_amqp_cannot_serve() {
-    let upstream = amqp_url();
-    let proxy = Proxy::start(&host_port(&upstream)).await;
-    proxy.set(Mode::Refuse);
-    let config = Config::from_vars([("RABBITMQ_URL", proxy.amqp_url(&upstream))]).unwrap();
+    let (_proxy, config) = refused_broker().await;
     let ledger = Ledger::default();
     let id = unique("echo");
     let entity = echo(&id, config, ledger.clone()).await;
