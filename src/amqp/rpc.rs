@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use futures_core::Stream;
 use lapin::message::Delivery as AmqpDelivery;
 use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
-use lapin::types::FieldTable;
+use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
@@ -38,7 +38,9 @@ pub(crate) struct Rpc {
     drain: Drain,
 }
 
-/// Calls waiting for a reply, by correlation id.
+/// Calls waiting for a reply, by the sequence number in their correlation
+/// id (`{generation:x}.{sequence:x}`: a reply for an earlier connection's
+/// request is recognised as late).
 pub(crate) struct Pending {
     state: Mutex<State>,
     next: AtomicU64,
@@ -47,7 +49,7 @@ pub(crate) struct Pending {
 
 struct State {
     open: bool,
-    waiting: HashMap<String, Waiter, foldhash::fast::RandomState>,
+    waiting: HashMap<u64, Waiter, foldhash::fast::RandomState>,
 }
 
 impl Pending {
@@ -58,11 +60,7 @@ impl Pending {
     fn register(
         self: &Arc<Self>,
     ) -> Result<(Registration, oneshot::Receiver<Result<AmqpDelivery, Error>>), Error> {
-        let correlation = format!(
-            "{:x}.{:x}",
-            self.generation,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        );
+        let sequence = self.next.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
         let mut state = self.lock();
         if !state.open {
@@ -73,14 +71,21 @@ impl Pending {
             )
             .with_route(Route::Amqp));
         }
-        state.waiting.insert(correlation.clone(), sender);
+        state.waiting.insert(sequence, sender);
+        drop(state);
         Ok((
             Registration {
                 pending: self.clone(),
-                correlation,
+                sequence,
+                answered: false,
             },
             receiver,
         ))
+    }
+
+    /// The correlation id of request `sequence`.
+    fn correlation(&self, sequence: u64) -> ShortString {
+        format!("{:x}.{sequence:x}", self.generation).into()
     }
 
     fn resolve(&self, delivery: AmqpDelivery) {
@@ -88,14 +93,19 @@ impl Pending {
             tracing::debug!("reply without a correlation id dropped");
             return;
         };
-        let waiter = self.lock().waiting.remove(correlation.as_str());
+        let sequence = correlation
+            .as_str()
+            .split_once('.')
+            .filter(|(generation, _)| u64::from_str_radix(generation, 16) == Ok(self.generation))
+            .and_then(|(_, sequence)| u64::from_str_radix(sequence, 16).ok());
+        let waiter = sequence.and_then(|sequence| self.lock().waiting.remove(&sequence));
         match waiter {
             Some(waiter) => {
                 let _ = waiter.send(Ok(delivery));
             }
             None => tracing::debug!(
                 correlation = correlation.as_str(),
-                "late or duplicate reply dropped"
+                "late, duplicate or foreign reply dropped"
             ),
         }
     }
@@ -133,12 +143,17 @@ impl Pending {
 /// A waiting call's entry; removed when the call ends, however it ends.
 struct Registration {
     pending: Arc<Pending>,
-    correlation: String,
+    sequence: u64,
+    /// An answer came — the reply, or the failure of every waiting call —
+    /// and with it the entry went.
+    answered: bool,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.pending.lock().waiting.remove(&self.correlation);
+        if !self.answered {
+            self.pending.lock().waiting.remove(&self.sequence);
+        }
     }
 }
 
@@ -197,10 +212,10 @@ impl Rpc {
         codec: Codec,
     ) -> Result<Delivery, Error> {
         let recipient = message.recipient().unwrap_or_default();
-        let (registration, reply) = self.pending.register()?;
+        let (mut registration, reply) = self.pending.register()?;
         let mut request = envelope
             .properties
-            .with_correlation_id(registration.correlation.as_str().into())
+            .with_correlation_id(self.pending.correlation(registration.sequence))
             .with_reply_to(REPLY_TO.into());
         if let Some(remaining) = message.remaining() {
             let ms = remaining.as_millis().max(1);
@@ -231,6 +246,7 @@ impl Rpc {
                 }
             }
         };
+        registration.answered = delivery.is_ok();
         drop(registration);
         let delivery = delivery.map_err(|_| {
             Error::new(
