@@ -173,14 +173,20 @@ pub(crate) fn try_rabbitmqctl(args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// How many messages `queue` holds ready for delivery and delivered but
-/// not acknowledged, as the broker counts them now.
+/// How many messages `queue` (in the test broker's vhost) holds ready for
+/// delivery and delivered but not acknowledged, as the broker counts them
+/// now. Needs `rabbitmqctl` for the broker, as the fault tests do.
 pub(crate) async fn queue_counts(queue: &str) -> (u64, u64) {
-    let listed = tokio::task::spawn_blocking(|| {
+    let vhost = amqp_url()
+        .parse::<lapin::uri::AMQPUri>()
+        .map_or_else(|_| "/".to_owned(), |uri| uri.vhost);
+    let listed = tokio::task::spawn_blocking(move || {
         rabbitmqctl(&[
             "list_queues",
             "-q",
             "--no-table-headers",
+            "-p",
+            &vhost,
             "name",
             "messages_ready",
             "messages_unacknowledged",
