@@ -712,6 +712,13 @@ impl Codec {
     ///
     /// [`TooLarge`](crate::ErrorKind::TooLarge) past the limit.
     pub fn encode(&self, message: &Message) -> Result<Bytes> {
+        self.encode_vec(message).map(Bytes::from)
+    }
+
+    /// [`encode`](Self::encode) for senders that copy the bytes out anyway
+    /// (lapin frames them): a `Vec` becomes `Bytes` at the cost of one more
+    /// allocation unless its capacity is exactly its length.
+    pub(crate) fn encode_vec(&self, message: &Message) -> Result<Vec<u8>> {
         let mut buf = Vec::with_capacity(256);
         serde_json::to_writer(&mut buf, message).map_err(|e| {
             Error::invalid(format!("message cannot be encoded: {e}")).with_source(e)
@@ -719,7 +726,7 @@ impl Codec {
         if buf.len() > self.max_size {
             return Err(Error::too_large(buf.len(), self.max_size));
         }
-        Ok(Bytes::from(buf))
+        Ok(buf)
     }
 
     /// Decodes a message from JSON.

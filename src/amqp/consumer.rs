@@ -23,7 +23,6 @@ use super::topology::{
     BROADCAST, DEAD_LETTER_EXCHANGE, ERROR_HEADER, REASON_HEADER, declare_queue, queue_name,
     routing_key,
 };
-use bytes::Bytes;
 
 use crate::error::{Error, ErrorBody};
 use crate::handler::{BoxHandler, Handler, unsendable_reply};
@@ -451,12 +450,12 @@ async fn stopped(stop: &mut watch::Receiver<Option<Duration>>) -> Option<Duratio
 /// that are not valid, and asynchronous messages whose handler failed, are
 /// dead-lettered with the reason.
 async fn handle(delivery: AmqpDelivery, channels: Arc<Channels>, handler: Handling, codec: Codec) {
-    let reply_to = delivery.properties.reply_to().clone();
+    let reply_to = delivery.properties.reply_to().as_ref();
     let (result, poison) = match decode(&delivery, codec) {
         Ok(message) => (handler.handle(message).await, false),
         Err(error) => (Err(error), true),
     };
-    if let Some(to) = &reply_to {
+    if let Some(to) = reply_to {
         let missing;
         let answer = match &result {
             Ok(Some(reply)) => Ok(reply),
@@ -517,13 +516,10 @@ async fn send_reply(
             ERROR_HEADER.into(),
             AMQPValue::LongString(error.kind().as_str().into()),
         );
-        (
-            properties.with_headers(headers),
-            ErrorBody::json(error).into(),
-        )
+        (properties.with_headers(headers), ErrorBody::json(error))
     };
-    let (properties, body): (_, Bytes) = match answer {
-        Ok(reply) => match codec.encode(reply) {
+    let (properties, body) = match answer {
+        Ok(reply) => match codec.encode_vec(reply) {
             Ok(body) => match ShortString::try_new(reply.id()) {
                 Ok(id) => (properties.with_message_id(id), body),
                 Err(_) => (properties, body),

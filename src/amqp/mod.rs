@@ -255,7 +255,7 @@ impl Service<Message> for AmqpTransport {
             let link = link?;
             let envelope = publisher::Envelope::of(&message)?;
             let body = codec
-                .encode(&message)
+                .encode_vec(&message)
                 .map_err(|e| e.with_route(Route::Amqp))?;
             let result = if message.requires_sync() {
                 link.rpc
