@@ -488,9 +488,7 @@ impl ErrorBody {
             .unwrap_or(kind.remote_class());
         Error::new(kind, class, format!("peer replied: {}", self.error))
     }
-}
 
-impl ErrorBody {
     /// `error` as the JSON body of an error reply.
     pub(crate) fn json(error: &Error) -> Vec<u8> {
         serde_json::to_vec(&Self::from(error))

@@ -117,9 +117,7 @@ impl Drop for Sending<'_> {
 
 #[derive(Default)]
 struct State {
-    /// Every delivery up to this tag is settled (tags start at 1).
-    floor: DeliveryTag,
-    /// The highest settled tag.
+    /// The highest settled tag (tags start at 1).
     highest: DeliveryTag,
     /// Unsettled deliveries between the floor and the highest settled tag:
     /// the broker holds each unacknowledged, so there are never more than
@@ -142,17 +140,22 @@ impl State {
         } else {
             self.gaps.remove(&tag);
         }
-        self.floor = self.gaps.first().map_or(self.highest, |gap| gap - 1);
         self.queued.push((tag, settlement));
+    }
+
+    /// Every delivery up to this tag is settled.
+    fn floor(&self) -> DeliveryTag {
+        self.gaps.first().map_or(self.highest, |gap| gap - 1)
     }
 
     /// What is queued, as the frames to send in order.
     fn batch(&mut self) -> Batch {
+        let floor = self.floor();
         let mut batch = Batch::default();
         for (tag, settlement) in self.queued.drain(..) {
             match settlement {
                 Settlement::Reject => batch.rejects.push(tag),
-                Settlement::Ack if tag <= self.floor => batch.up_to = batch.up_to.max(Some(tag)),
+                Settlement::Ack if tag <= floor => batch.up_to = batch.up_to.max(Some(tag)),
                 Settlement::Ack => batch.singles.push(tag),
             }
         }
@@ -199,7 +202,7 @@ mod tests {
                 ..Batch::default()
             }
         );
-        assert_eq!(state.floor, 3);
+        assert_eq!(state.floor(), 3);
         assert!(state.gaps.is_empty());
     }
 
@@ -224,7 +227,7 @@ mod tests {
             },
             "the multiple ack's tag is one the broker still holds"
         );
-        assert_eq!(state.floor, 5);
+        assert_eq!(state.floor(), 5);
         assert!(state.gaps.is_empty());
     }
 
@@ -236,10 +239,10 @@ mod tests {
             state.settle(tag, Ack);
             state.batch();
         }
-        assert_eq!(state.floor, 0, "delivery 1 holds the floor");
+        assert_eq!(state.floor(), 0, "delivery 1 holds the floor");
         assert_eq!(state.gaps.len(), 1, "{:?}", state.gaps.first());
         state.settle(1, Ack);
-        assert_eq!(state.floor, 9_999);
+        assert_eq!(state.floor(), 9_999);
     }
 
     #[test]
@@ -269,7 +272,7 @@ mod tests {
                 ..Batch::default()
             }
         );
-        assert_eq!(state.floor, 2);
+        assert_eq!(state.floor(), 2);
         assert!(state.batch().is_empty());
     }
 }

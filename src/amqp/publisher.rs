@@ -63,7 +63,7 @@ impl Envelope {
 type Unsettled = (PublisherConfirm, Option<OwnedSemaphorePermit>);
 
 /// Where confirms nobody waits for any more go to be awaited: one task per
-/// connection rather than one per call.
+/// confirm channel rather than one per call.
 pub(crate) type Drain = tokio::sync::mpsc::UnboundedSender<Unsettled>;
 
 /// Starts the task that awaits the confirms sent to the returned [`Drain`],

@@ -66,6 +66,7 @@ pub use self::resolve::{
 };
 pub use self::server::{HttpServer, ServerHandle};
 pub use self::transport::{HttpTransport, HttpTransportBuilder, ResponseFuture};
+use crate::message::APPLICATION_JSON;
 
 /// Default limit on opening a connection: 2 s.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -80,5 +81,4 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
 
 const MESSAGE_PATH: &str = "/message";
-use crate::message::APPLICATION_JSON;
 const X_REQUEST_ID: &str = "x-request-id";
