@@ -18,15 +18,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use stage7_transport::{BranchConfig, Message, Route, TransportBuilder};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::Options;
-use super::amqp_rpc::payload;
-use super::broker::{echo_entity, name, url};
+use super::broker::{echo_run, name, url};
 use super::harness::{Comparison, Series, Side, compare, service_side};
-use stage7_transport::AmqpTransport;
 
 const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/peer.js");
 
@@ -133,18 +130,7 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     let node_id = name("node-echo");
     let _responder = node_responder(&url, &node_id).await?;
 
-    let transport = AmqpTransport::builder(url.clone())
-        .connection_name("bench-node-comparison")
-        .build()
-        .map_err(|e| e.to_string())?;
-    let entity = name("echo");
-    let subscriber = echo_entity(&transport, &entity).await?;
-    let stack = TransportBuilder::new(transport)
-        .primary_config(BranchConfig::new(Route::Amqp))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let template = Message::request(&entity, payload()).with_sender("bench");
-
+    let ours = echo_run(&url, "bench-node-comparison").await?;
     let mut comparisons = Vec::new();
     for &concurrency in &options.concurrency {
         let amqplib = {
@@ -153,18 +139,18 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
                 node_round(url.clone(), recipient.clone(), n, concurrency)
             })
         };
-        let ours = service_side("stack", stack.clone(), template.clone());
+        let stack = service_side("stack", ours.stack.clone(), ours.template.clone());
         comparisons.push(
             compare(
                 "amqp-node",
                 options.n,
                 concurrency,
                 options.rounds,
-                vec![amqplib, ours],
+                vec![amqplib, stack],
             )
             .await?,
         );
     }
-    subscriber.shutdown(Duration::from_secs(1)).await;
+    ours.subscriber.shutdown(Duration::from_secs(1)).await;
     Ok(comparisons)
 }

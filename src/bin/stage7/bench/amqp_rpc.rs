@@ -4,8 +4,10 @@
 //!   mandatory requests with `correlation_id`/`reply_to` on a confirm-mode
 //!   channel and reading replies from `amq.rabbitmq.reply-to`, and a
 //!   responder echoing each request to its `reply_to` and acknowledging it.
-//! * `transport`: our [`AmqpTransport`] calling an entity served by
-//!   [`AmqpTransport::subscribe`] (decode, de-duplication, handler, reply).
+//! * `transport`: our [`AmqpTransport`](stage7_transport::amqp::AmqpTransport)
+//!   calling an entity served by its
+//!   [`subscribe`](stage7_transport::amqp::AmqpTransport::subscribe)
+//!   (decode, de-duplication, handler, reply).
 //! * `stack`: the full stack over the same transport.
 //! * `entity`: [`Entity::call`] from an echo entity to itself: its stack,
 //!   its consumer and one connection, as the baseline's client and
@@ -29,14 +31,14 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, Consumer};
-use stage7_transport::amqp::AmqpTransport;
 use stage7_transport::amqp::topology::{REPLY_TO, routing_key};
-use stage7_transport::{BranchConfig, Config, Entity, Message, Route, TransportBuilder};
+use stage7_transport::{Config, Entity, Message, Route};
 use tokio::sync::oneshot;
 
 use super::Options;
 use super::broker::{
-    bound_queue, connect, echo_entity, echo_handler, name, next, raw_properties, raw_publish, url,
+    EchoRun, bound_queue, connect, echo_handler, echo_run, name, next, payload, raw_properties,
+    raw_publish, url,
 };
 use super::harness::{Comparison, Side, compare, fresh, service_side};
 
@@ -164,11 +166,6 @@ async fn raw_responder(connection: &Connection, queue: &str, prefetch: u16) -> R
     Ok(())
 }
 
-/// The content of every benchmark request (`peer.js bench` sends the same).
-pub(crate) fn payload() -> serde_json::Value {
-    serde_json::json!({"prompt": "summarise the mission status", "step": 7, "tags": ["bench", "rpc"]})
-}
-
 pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     let url = url()?;
     let connection = connect(&url, "bench-raw").await?;
@@ -176,17 +173,12 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     raw_responder(&connection, &raw_queue, 64).await?;
     let raw = RawClient::connect(&connection).await?;
 
-    let transport = AmqpTransport::builder(url.clone())
-        .connection_name("bench-transport")
-        .build()
-        .map_err(|e| e.to_string())?;
-    let entity = name("echo");
-    let subscriber = echo_entity(&transport, &entity).await?;
-    let stack = TransportBuilder::new(transport.clone())
-        .primary_config(BranchConfig::new(Route::Amqp))
-        .build()
-        .map_err(|e| e.to_string())?;
-
+    let EchoRun {
+        transport,
+        subscriber,
+        stack,
+        template,
+    } = echo_run(&url, "bench-transport").await?;
     let caller = Entity::builder("Echo", echo_handler())
         .id(name("bench-entity"))
         .queue_expires(Some(Duration::from_secs(60)))
@@ -199,7 +191,6 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     }
     let to_itself = Message::request(caller.id(), payload());
 
-    let template = Message::request(&entity, payload()).with_sender("bench");
     let raw_body = template.to_json().map_err(|e| e.to_string())?;
     let raw_key = routing_key(&raw_queue);
     // Calls the entity's stack spilled to HTTP while AMQP was not ready (its

@@ -11,7 +11,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Publishe
 use stage7_transport::amqp::topology::{EXCHANGE, declare_exchange, routing_key};
 use stage7_transport::amqp::{AmqpTransport, Subscriber, Subscription};
 use stage7_transport::config::redact_url;
-use stage7_transport::{Config, Handler, Message};
+use stage7_transport::{BranchConfig, Config, Handler, Message, Route, Stack, TransportBuilder};
 
 /// The broker URL from the environment (`RABBITMQ_URL`, or the
 /// `RABBITMQ_DEFAULT_*` variables), as every entity reads it.
@@ -130,4 +130,39 @@ pub(crate) async fn echo_entity(transport: &AmqpTransport, id: &str) -> Result<S
         .await
         .map_err(|_| "the benchmark entity did not start consuming".to_owned())?;
     Ok(subscriber)
+}
+
+/// The content of every benchmark request (`peer.js bench` sends the same).
+pub(crate) fn payload() -> serde_json::Value {
+    serde_json::json!({"prompt": "summarise the mission status", "step": 7, "tags": ["bench", "rpc"]})
+}
+
+/// Our side of a request/reply run: a transport named `connection_name`,
+/// an echo entity served on it, the stack over it, and the request each
+/// call sends a copy of.
+pub(crate) struct EchoRun {
+    pub(crate) transport: AmqpTransport,
+    pub(crate) subscriber: Subscriber,
+    pub(crate) stack: Stack<AmqpTransport>,
+    pub(crate) template: Message,
+}
+
+pub(crate) async fn echo_run(url: &str, connection_name: &str) -> Result<EchoRun, String> {
+    let transport = AmqpTransport::builder(url)
+        .connection_name(connection_name)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let entity = name("echo");
+    let subscriber = echo_entity(&transport, &entity).await?;
+    let stack = TransportBuilder::new(transport.clone())
+        .primary_config(BranchConfig::new(Route::Amqp))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let template = Message::request(&entity, payload()).with_sender("bench");
+    Ok(EchoRun {
+        transport,
+        subscriber,
+        stack,
+        template,
+    })
 }
