@@ -8,16 +8,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::json;
 use stage7_transport::amqp::topology::{
     DEAD_LETTER_EXCHANGE, EXCHANGE, REASON_HEADER, routing_key,
 };
 use stage7_transport::amqp::{AmqpTransport, Subscriber, Subscription};
 use stage7_transport::{Codec, Error, ErrorClass, ErrorKind, Message, MessageType, Route};
-use support::{amqp_url, eventually, queue_counts_reach, require_broker, unique};
+use support::{
+    amqp_url, eventually, idle, queue_counts_reach, raw_channel, require_broker, unique,
+};
 use tokio::sync::mpsc;
 use tower::ServiceExt;
 
@@ -47,14 +49,6 @@ async fn echo_entity(
         .unwrap();
     subscriber.ready().await;
     subscriber
-}
-
-async fn raw_channel() -> (Connection, lapin::Channel) {
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    (connection, channel)
 }
 
 #[tokio::test]
@@ -580,9 +574,8 @@ async fn fields_too_long_for_amqp_are_refused_not_panicked_on() {
             "{error}"
         );
     }
-    let echo = tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) });
     let error = transport
-        .subscribe(Subscription::new("e".repeat(300), "Echo", echo))
+        .subscribe(Subscription::new("e".repeat(300), "Echo", idle()))
         .unwrap_err();
     assert!(error.is_config(), "{error}");
 }
@@ -645,10 +638,17 @@ async fn a_work_queue_shares_the_types_messages_between_instances() {
         by_instance[instance] += 1;
     }
     // A copy per instance, had the type also been bound to their own
-    // queues, would be here by now.
-    while let Ok(Some((instance, id))) =
-        tokio::time::timeout(Duration::from_millis(300), received.recv()).await
-    {
+    // queues, would be in one of them: once every queue is empty and
+    // nothing is unacknowledged, every copy has been handled (a handler
+    // reports before its message is acknowledged).
+    let queues = instances
+        .iter()
+        .map(|subscriber| subscriber.queue().to_owned())
+        .chain([kind.to_lowercase()]);
+    for queue in queues {
+        assert_eq!(queue_counts_reach(&queue, (0, 0)).await, (0, 0), "{queue}");
+    }
+    while let Ok((instance, id)) = received.try_recv() {
         *runs.entry(id).or_default() += 1;
         by_instance[instance] += 1;
     }
@@ -677,7 +677,6 @@ async fn an_expiry_rabbitmq_would_refuse_is_a_configuration_error() {
         .connection_name(unique("t-expiry"))
         .build()
         .unwrap();
-    let idle = || tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) });
     for expiry in [
         Duration::ZERO,
         Duration::from_micros(500),

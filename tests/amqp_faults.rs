@@ -120,10 +120,7 @@ async fn forced_close_mid_load_fails_pending_calls_fast_and_recovers() {
         .subscribe(Subscription::new(&id, "Echo", echo).expires(Duration::from_secs(60)))
         .unwrap();
     entity.ready().await;
-    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
+    let (_connection, channel) = support::raw_channel().await;
     let published = tap(&channel, &id).await;
 
     let succeeded = Arc::new(AtomicUsize::new(0));

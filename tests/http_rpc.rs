@@ -480,9 +480,11 @@ async fn a_caller_that_gives_up_does_not_cut_the_handler_short() {
     assert!(error.is_timeout(), "{error}");
     assert_eq!(seen.recv().await.unwrap(), request.id());
 
-    // The retry is sent while the first run is still going (given 50 ms to
-    // arrive, which orders but does not decide the test): it waits for that
-    // run instead of starting another.
+    // The retry is sent while the first run is still going; given 50 ms it
+    // usually arrives before the release and waits for that run, else it
+    // finds the stored reply. Either way a handler cut short when its caller
+    // gave up would run again and fail the assertions below; the waiting
+    // itself is pinned down without timing in the dedup layer's own tests.
     let retry = tokio::spawn(transport(server.local_addr()).oneshot(request.clone()));
     tokio::time::sleep(Duration::from_millis(50)).await;
     release.add_permits(2);

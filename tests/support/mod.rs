@@ -91,11 +91,15 @@ pub(crate) fn entity(kind: &str, id: &str, handler: impl Handler, config: Config
         .config(config)
 }
 
+/// A handler that takes every message and answers none.
+pub(crate) fn idle() -> impl Handler {
+    tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) })
+}
+
 /// An entity that only calls: it handles nothing, and knows each
 /// `(recipient, url)` of `routes` as an HTTP route.
 pub(crate) async fn caller(config: Config, routes: &[(&str, &str)]) -> Entity {
-    let idle = tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) });
-    let mut builder = entity("Caller", &unique("caller"), idle, config);
+    let mut builder = entity("Caller", &unique("caller"), idle(), config);
     for (recipient, url) in routes {
         builder = builder.route(*recipient, *url);
     }
@@ -203,10 +207,11 @@ pub(crate) async fn queue_counts(queue: &str) -> (u64, u64) {
     (count(1), count(2))
 }
 
-/// Polls [`queue_counts`] until it reads `want` or 5 s pass; returns the
-/// last reading.
+/// Polls [`queue_counts`] until it reads `want` or 30 s pass (a hang guard:
+/// one `rabbitmqctl` call takes about half a second); returns the last
+/// reading.
 pub(crate) async fn queue_counts_reach(queue: &str, want: (u64, u64)) -> (u64, u64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let counts = queue_counts(queue).await;
         if counts == want || tokio::time::Instant::now() >= deadline {
@@ -249,14 +254,20 @@ pub(crate) fn queue_arguments(expires_ms: Option<u32>) -> lapin::types::FieldTab
     arguments
 }
 
-/// Declares durable `queue` with [`queue_arguments`]`(expires_ms)` on its
-/// own connection: `Err` with the broker's words if it refuses.
-pub(crate) async fn declare_queue(queue: &str, expires_ms: Option<u32>) -> Result<(), String> {
+/// A bare lapin connection to the test broker and a channel on it.
+pub(crate) async fn raw_channel() -> (lapin::Connection, lapin::Channel) {
     let connection =
         lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
             .await
             .unwrap();
     let channel = connection.create_channel().await.unwrap();
+    (connection, channel)
+}
+
+/// Declares durable `queue` with [`queue_arguments`]`(expires_ms)` on its
+/// own connection: `Err` with the broker's words if it refuses.
+pub(crate) async fn declare_queue(queue: &str, expires_ms: Option<u32>) -> Result<(), String> {
+    let (connection, channel) = raw_channel().await;
     let declared = channel
         .queue_declare(
             queue.into(),
@@ -275,11 +286,7 @@ pub(crate) async fn declare_queue(queue: &str, expires_ms: Option<u32>) -> Resul
 
 /// Whether `queue` exists, asked with a passive declaration.
 pub(crate) async fn queue_exists(queue: &str) -> bool {
-    let connection =
-        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
-    let channel = connection.create_channel().await.unwrap();
+    let (connection, channel) = raw_channel().await;
     let passive = lapin::options::QueueDeclareOptions {
         passive: true,
         ..Default::default()
@@ -294,11 +301,7 @@ pub(crate) async fn queue_exists(queue: &str) -> bool {
 
 /// Deletes `queue` if it exists.
 pub(crate) async fn delete_queue(queue: &str) {
-    let connection =
-        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
-    let channel = connection.create_channel().await.unwrap();
+    let (connection, channel) = raw_channel().await;
     channel
         .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
         .await

@@ -105,6 +105,11 @@ async fn accept_loop(
         let Ok((client, _)) = accepted_stream else {
             continue;
         };
+        // Set to refuse while this connection was being accepted.
+        if *mode.borrow() == Mode::Refuse {
+            drop(client);
+            continue;
+        }
         accepted.send_modify(|n| *n += 1);
         let upstream = upstream.clone();
         let mode = mode.clone();
