@@ -286,6 +286,25 @@ impl Message {
         self.fields.content.as_ref()
     }
 
+    /// The payload, taken out of the message: not copied when this is the
+    /// only handle on the message, as a handler's message is.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use stage7_transport::Message;
+    ///
+    /// let message = Message::request("brain", json!({"step": 7}));
+    /// let reply = message.reply(json!(null));
+    /// let echo = reply.with_content(message.into_content().unwrap_or_default());
+    /// assert_eq!(echo.content(), Some(&json!({"step": 7})));
+    /// ```
+    pub fn into_content(self) -> Option<Value> {
+        match Arc::try_unwrap(self.fields) {
+            Ok(fields) => fields.content,
+            Err(shared) => shared.content.clone(),
+        }
+    }
+
     /// Whether the caller waits for a reply.
     pub fn requires_sync(&self) -> bool {
         self.fields.requires_sync.unwrap_or(false)
@@ -623,8 +642,8 @@ impl<'de> Visitor<'de> for FieldsVisitor {
         let mut data: Option<Value> = None;
         let mut extra = Map::new();
 
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match &*key {
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match key.as_str() {
                 "id" => set_once(&mut id, "id", &mut map)?,
                 "type" => set_once(&mut kind, "type", &mut map)?,
                 "sender" => set_once(&mut sender, "sender", &mut map)?,
@@ -668,6 +687,50 @@ impl<'de> Visitor<'de> for FieldsVisitor {
             data,
             extra,
         })
+    }
+}
+
+/// A field name, borrowed from the input unless it has escapes: serde's
+/// `Cow<str>` always allocates, and every decode reads every key.
+enum Key<'de> {
+    Borrowed(&'de str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(key) => key,
+            Key::Owned(key) => key,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+
+            fn visit_borrowed_str<E>(self, key: &'de str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key::Borrowed(key))
+            }
+
+            fn visit_str<E>(self, key: &str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key::Owned(key.to_owned()))
+            }
+
+            fn visit_string<E>(self, key: String) -> std::result::Result<Key<'de>, E> {
+                Ok(Key::Owned(key))
+            }
+        }
+
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
@@ -878,6 +941,31 @@ mod tests {
             back,
             json!({"id":"1","type":"statement","sender":"s","content":null})
         );
+    }
+
+    #[test]
+    fn into_content_moves_or_copies() {
+        let message = Message::request("brain", json!({"a": [1, 2]}));
+        let kept = message.clone();
+        assert_eq!(message.into_content(), Some(json!({"a": [1, 2]})));
+        assert_eq!(
+            kept.content(),
+            Some(&json!({"a": [1, 2]})),
+            "a shared message keeps its content"
+        );
+        assert_eq!(kept.into_content(), Some(json!({"a": [1, 2]})));
+        assert_eq!(Message::new(MessageType::Statement).into_content(), None);
+    }
+
+    #[test]
+    fn escaped_keys_are_the_same_fields() {
+        let message =
+            decode(r#"{"typ\u0065":"statement","sender":"a","\u0069d":"m1","x\ty":1}"#).unwrap();
+        assert_eq!(message.id(), "m1");
+        assert_eq!(message.kind(), &MessageType::Statement);
+        assert_eq!(message.extra().get("x\ty"), Some(&json!(1)));
+        let e = decode(r#"{"type":"statement","sender":"a","\u0073ender":"b"}"#).unwrap_err();
+        assert!(e.to_string().contains("duplicate field `sender`"), "{e}");
     }
 
     #[test]
