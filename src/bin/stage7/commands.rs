@@ -48,8 +48,12 @@ fn config() -> Result<Config, String> {
 
 pub(crate) async fn echo(args: EchoArgs) -> Result<(), String> {
     let handler = tower::service_fn(|message: Message| async move {
-        let content = message.content().cloned().unwrap_or_default();
-        Ok::<_, Infallible>(message.requires_sync().then(|| message.reply(content)))
+        if !message.requires_sync() {
+            return Ok::<_, Infallible>(None);
+        }
+        let reply = message.reply(serde_json::Value::Null);
+        let content = message.into_content().unwrap_or_default();
+        Ok(Some(reply.with_content(content)))
     });
     let mut builder = Entity::builder(&args.component_type, handler)
         .listen(&args.http)

@@ -112,11 +112,14 @@ pub(crate) async fn raw_publish(
         .map_err(|e| e.to_string())
 }
 
-/// A handler that answers requests with their content.
+/// A handler that answers requests with their content, moved into the
+/// reply rather than copied, as the baseline's responder sends the request's
+/// bytes back.
 pub(crate) fn echo_handler() -> impl Handler {
     tower::service_fn(|message: Message| async move {
-        let content = message.content().cloned().unwrap_or_default();
-        Ok::<_, std::convert::Infallible>(Some(message.reply(content)))
+        let reply = message.reply(serde_json::Value::Null);
+        let content = message.into_content().unwrap_or_default();
+        Ok::<_, std::convert::Infallible>(Some(reply.with_content(content)))
     })
 }
 
