@@ -18,6 +18,7 @@
 //! let _handler = BoxHandler::new(echo);
 //! ```
 
+use std::any::Any;
 use std::fmt;
 use std::task::{Context, Poll};
 
@@ -84,8 +85,12 @@ pub struct BoxHandler {
 }
 
 impl BoxHandler {
-    /// Erases the type of `handler`.
+    /// Erases the type of `handler`. A `BoxHandler` is taken as it is, not
+    /// boxed again: each box costs an allocation per message.
     pub fn new<H: Handler>(handler: H) -> Self {
+        if let Some(boxed) = (&handler as &dyn Any).downcast_ref::<Self>() {
+            return boxed.clone();
+        }
         Self {
             inner: BoxCloneSyncService::new(handler.map_err(handler_error)),
         }
