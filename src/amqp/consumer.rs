@@ -219,7 +219,6 @@ pub(crate) fn expiry_ms(unused: Duration) -> crate::error::Result<u32> {
 }
 
 pub(crate) fn start(
-    shared: Arc<Shared>,
     owner: Arc<Owner>,
     subscription: Subscription,
 ) -> crate::error::Result<Subscriber> {
@@ -238,7 +237,7 @@ pub(crate) fn start(
     let (consuming_tx, consuming) = watch::channel(false);
     let (stop, stop_rx) = watch::channel(None);
     let task = tokio::spawn(async move {
-        run(shared, subscription, queues, consuming_tx, stop_rx).await;
+        run(owner.0.clone(), subscription, queues, consuming_tx, stop_rx).await;
         drop(owner);
     });
     Ok(Subscriber {

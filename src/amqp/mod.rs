@@ -88,14 +88,22 @@ use crate::transport::{Delivery, Route};
 /// when the last clone, the last call in flight and the last
 /// [`Subscriber`] are gone, or when [`close`](Self::close) is called.
 pub struct AmqpTransport {
-    shared: Arc<Shared>,
-    owner: Arc<Owner>,
+    shared: Arc<Owner>,
     permit: Option<OwnedSemaphorePermit>,
     waiting: Option<Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send + Sync>>>,
 }
 
-/// Closes the connection when the last handle goes.
+/// Closes the connection when the last handle goes. Handles reach the
+/// shared state through it: one reference count per clone and per call.
 pub(crate) struct Owner(Arc<Shared>);
+
+impl std::ops::Deref for Owner {
+    type Target = Arc<Shared>;
+
+    fn deref(&self) -> &Arc<Shared> {
+        &self.0
+    }
+}
 
 impl Drop for Owner {
     fn drop(&mut self) {
@@ -114,8 +122,7 @@ impl AmqpTransport {
         let shared = Arc::new(Shared::new(settings));
         tokio::spawn(supervisor::supervise(shared.clone()));
         Self {
-            owner: Arc::new(Owner(shared.clone())),
-            shared,
+            shared: Arc::new(Owner(shared)),
             permit: None,
             waiting: None,
         }
@@ -157,7 +164,7 @@ impl AmqpTransport {
     /// [`Config`](ErrorKind::Config) when the entity's id or type makes a
     /// queue name or routing key longer than AMQP allows.
     pub fn subscribe(&self, subscription: Subscription) -> Result<Subscriber> {
-        consumer::start(self.shared.clone(), self.owner.clone(), subscription)
+        consumer::start(self.shared.clone(), subscription)
     }
 
     /// Closes the connection now, for every clone. Calls fail afterwards
@@ -192,7 +199,6 @@ impl Clone for AmqpTransport {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
-            owner: self.owner.clone(),
             permit: None,
             waiting: None,
         }
@@ -246,9 +252,7 @@ impl Service<Message> for AmqpTransport {
         let link = self.shared.current().ok_or_else(|| self.not_connected());
         let codec = self.shared.settings.codec;
         let shared = self.shared.clone();
-        let owner = self.owner.clone();
         Box::pin(async move {
-            let _owner = owner;
             // A failing call completes at once; a caller retrying in a loop
             // must still let the runtime run (the supervisor among others).
             tokio::task::coop::consume_budget().await;
