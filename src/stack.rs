@@ -1,7 +1,6 @@
 //! Assembling the layers over one or two backends.
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -70,7 +69,7 @@ impl BranchConfig {
         self
     }
 
-    fn assemble<B>(self, backend: B) -> Result<(Branch<B>, BreakerHandle)> {
+    fn assemble<B>(self, backend: B) -> Result<Branch<B>> {
         let attempt_timeout = self.attempt_timeout.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT);
         if attempt_timeout.is_zero() {
             return Err(Error::config(format!(
@@ -79,10 +78,8 @@ impl BranchConfig {
             )));
         }
         let breaker = self.breaker.default_name(self.route.as_str()).build()?;
-        let handle = breaker.handle();
-        let branch = MetricsLayer::attempts(self.route)
-            .layer(breaker.layer(Timeout::new(backend, attempt_timeout)));
-        Ok((branch, handle))
+        Ok(MetricsLayer::attempts(self.route)
+            .layer(breaker.layer(Timeout::new(backend, attempt_timeout))))
     }
 }
 
@@ -206,13 +203,10 @@ impl<P, S> TransportBuilder<P, S> {
         if self.deadline.is_zero() {
             return Err(Error::config("call deadline must be positive"));
         }
-        let (primary, primary_breaker) = self.primary_config.assemble(self.primary)?;
-        let (secondary, secondary_breaker) = match self.secondary {
-            Some((backend, config)) => {
-                let (branch, handle) = config.assemble(backend)?;
-                (Some(branch), Some(handle))
-            }
-            None => (None, None),
+        let primary = self.primary_config.assemble(self.primary)?;
+        let secondary = match self.secondary {
+            Some((backend, config)) => Some(config.assemble(backend)?),
+            None => None,
         };
         let policy = self
             .retry
@@ -224,13 +218,7 @@ impl<P, S> TransportBuilder<P, S> {
             Retry::new(fallback, policy),
             self.deadline,
         ));
-        Ok(Stack {
-            inner,
-            breakers: Arc::new(Breakers {
-                primary: primary_breaker,
-                secondary: secondary_breaker,
-            }),
-        })
+        Ok(Stack { inner })
     }
 }
 
@@ -242,24 +230,23 @@ impl<P, S> TransportBuilder<P, S> {
 /// Clones share circuit breakers, retry budget and metric handles.
 pub struct Stack<P, S = P> {
     inner: Layers<P, S>,
-    breakers: Arc<Breakers>,
-}
-
-#[derive(Debug)]
-struct Breakers {
-    primary: BreakerHandle,
-    secondary: Option<BreakerHandle>,
 }
 
 impl<P, S> Stack<P, S> {
+    fn fallback(&self) -> &Fallback<Branch<P>, Branch<S>> {
+        self.inner.get_ref().get_ref().get_ref()
+    }
+
     /// The primary branch's circuit breaker.
     pub fn primary_breaker(&self) -> &BreakerHandle {
-        &self.breakers.primary
+        self.fallback().primary().get_ref().handle()
     }
 
     /// The secondary branch's circuit breaker, if there is a secondary.
     pub fn secondary_breaker(&self) -> Option<&BreakerHandle> {
-        self.breakers.secondary.as_ref()
+        self.fallback()
+            .secondary()
+            .map(|branch| branch.get_ref().handle())
     }
 }
 
@@ -267,7 +254,6 @@ impl<P: Clone, S: Clone> Clone for Stack<P, S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            breakers: self.breakers.clone(),
         }
     }
 }
@@ -293,7 +279,8 @@ where
 impl<P, S> fmt::Debug for Stack<P, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stack")
-            .field("breakers", &self.breakers)
+            .field("primary_breaker", self.primary_breaker())
+            .field("secondary_breaker", &self.secondary_breaker())
             .finish_non_exhaustive()
     }
 }

@@ -31,6 +31,10 @@ impl BreakerHandle {
         Self { registry }
     }
 
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     /// The breaker's name.
     pub fn name(&self) -> &str {
         self.registry.name()

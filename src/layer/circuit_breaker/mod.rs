@@ -80,17 +80,20 @@ pub const NO_RECIPIENT_KEY: &str = "<none>";
 #[derive(Debug, Clone)]
 pub struct CircuitBreaker<S> {
     inner: S,
-    registry: Arc<Registry>,
+    circuits: BreakerHandle,
 }
 
 impl<S> CircuitBreaker<S> {
     fn new(inner: S, registry: Arc<Registry>) -> Self {
-        Self { inner, registry }
+        Self {
+            inner,
+            circuits: BreakerHandle::new(registry),
+        }
     }
 
     /// A handle to read and force the circuits.
-    pub fn handle(&self) -> BreakerHandle {
-        BreakerHandle::new(self.registry.clone())
+    pub fn handle(&self) -> &BreakerHandle {
+        &self.circuits
     }
 
     crate::layer::inner_accessors!();
@@ -110,9 +113,10 @@ where
 
     fn call(&mut self, message: Message) -> Self::Future {
         let key = message.recipient().unwrap_or(NO_RECIPIENT_KEY);
-        match self.registry.acquire(key) {
+        let registry = self.circuits.registry();
+        match registry.acquire(key) {
             Ok(ticket) => {
-                ResponseFuture::admitted(self.inner.call(message), self.registry.clone(), ticket)
+                ResponseFuture::admitted(self.inner.call(message), registry.clone(), ticket)
             }
             Err(error) => ResponseFuture::refused(error),
         }

@@ -85,7 +85,9 @@ impl<P: Clone, S: Clone> Retry<P, S> {
             shared,
         }
     }
+}
 
+impl<P, S> Retry<P, S> {
     /// The policy.
     pub fn policy(&self) -> &P {
         &self.policy
