@@ -11,7 +11,7 @@
 //! copy of a template message with a fresh id and encodes it, as it must.
 
 use lapin::Confirmation;
-use lapin::options::ConfirmSelectOptions;
+use lapin::options::{ConfirmSelectOptions, QueueDeleteOptions};
 use stage7_transport::amqp::AmqpTransport;
 use stage7_transport::amqp::topology::routing_key;
 use stage7_transport::{Message, MessageType};
@@ -82,6 +82,11 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
             )
             .await?,
         );
+    }
+    for sink in [&raw_target, &our_target] {
+        let _ = channel
+            .queue_delete(sink.as_str().into(), QueueDeleteOptions::default())
+            .await;
     }
     let _ = connection.close(200, "bench done".into()).await;
     Ok(comparisons)

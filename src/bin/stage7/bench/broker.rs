@@ -42,10 +42,14 @@ pub(crate) async fn connect(url: &str, connection_name: &str) -> Result<Connecti
     .map_err(|e| format!("cannot reach RabbitMQ at {}: {e}", redact_url(url)))
 }
 
-/// Declares a durable queue named after `recipient`, expiring a minute after
-/// its last use and holding at most `max_length` messages (oldest dropped)
-/// when given, and binds it to `recipient`'s routing key on [`EXCHANGE`]
-/// (declared first: a fresh broker has none until a transport connects).
+/// Declares a durable queue named after `recipient`, holding at most
+/// `max_length` messages (oldest dropped) when given, and binds it to
+/// `recipient`'s routing key on [`EXCHANGE`] (declared first: a fresh broker
+/// has none until a transport connects).
+///
+/// The queue expires an hour after its last use, so an interrupted run
+/// leaves nothing behind for long. Publishing is not a use: a queue nobody
+/// consumes must outlive the longest run, and the run deletes it itself.
 pub(crate) async fn bound_queue(
     channel: &Channel,
     recipient: &str,
@@ -53,7 +57,7 @@ pub(crate) async fn bound_queue(
 ) -> Result<(), String> {
     declare_exchange(channel).await.map_err(|e| e.to_string())?;
     let mut arguments = FieldTable::default();
-    arguments.insert("x-expires".into(), AMQPValue::LongLongInt(60_000));
+    arguments.insert("x-expires".into(), AMQPValue::LongLongInt(3_600_000));
     if let Some(max_length) = max_length {
         arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(max_length));
     }
