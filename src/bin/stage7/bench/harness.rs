@@ -147,6 +147,8 @@ pub(crate) struct Comparison {
     pub(crate) concurrency: usize,
     pub(crate) baseline: (String, Series),
     pub(crate) candidates: Vec<(String, Series)>,
+    /// Each side's rate in each round, sides in the order above.
+    pub(crate) round_rates: Vec<Vec<f64>>,
     /// What a reader of the figures must know about this run.
     pub(crate) notes: Vec<String>,
 }
@@ -238,6 +240,7 @@ pub(crate) async fn compare(
     let per_round = (n / rounds).max(1);
     let warmup = (per_round / 5).clamp(1, 2000);
     let mut totals: Vec<Series> = sides.iter().map(|_| Series::new()).collect();
+    let mut round_rates = vec![Vec::with_capacity(rounds); sides.len()];
     for side in &sides {
         (side.round)(warmup, concurrency).await?;
     }
@@ -252,6 +255,7 @@ pub(crate) async fn compare(
             let before = side.in_process.then(process_cpu).flatten();
             let series = (side.round)(per_round, concurrency).await?;
             total.add_cpu(before, process_cpu());
+            round_rates[i].push(series.rate());
             total.elapsed += series.elapsed;
             total.calls += series.calls;
             total
@@ -267,8 +271,39 @@ pub(crate) async fn compare(
         concurrency,
         baseline,
         candidates: labelled.collect(),
+        round_rates,
         notes: Vec::new(),
     })
+}
+
+/// A 95 % confidence interval of the mean of `candidate`'s rate over
+/// `baseline`'s, taken round by round (each pair ran minutes apart at most,
+/// so drift in the machine cancels out); `None` with fewer than two rounds.
+/// Says whether a ratio a little under or over 1 is more than noise.
+fn ratio_interval(candidate: &[f64], baseline: &[f64]) -> Option<(f64, f64)> {
+    let ratios: Vec<f64> = candidate
+        .iter()
+        .zip(baseline)
+        .map(|(ours, base)| ours / base.max(f64::MIN_POSITIVE))
+        .collect();
+    if ratios.len() < 2 {
+        return None;
+    }
+    let k = ratios.len() as f64;
+    let mean = ratios.iter().sum::<f64>() / k;
+    let variance = ratios.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (k - 1.0);
+    let half = t_95(ratios.len() - 1) * (variance / k).sqrt();
+    Some((mean - half, mean + half))
+}
+
+/// Student's t for a two-sided 95 % interval with `df` degrees of freedom.
+fn t_95(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    TABLE.get(df.max(1) - 1).copied().unwrap_or(1.96)
 }
 
 /// Rounds after which [`balanced_order`] has given every side each place
@@ -334,8 +369,9 @@ impl Comparison {
             }
         }
         let base = &self.baseline.1;
-        for (label, series) in &self.candidates {
+        for (index, (label, series)) in self.candidates.iter().enumerate() {
             let rate_ratio = series.rate() / base.rate();
+            let interval = ratio_interval(&self.round_rates[index + 1], &self.round_rates[0]);
             let p50_ratio = series.p50_us() / base.p50_us().max(f64::MIN_POSITIVE);
             let cpu_ratio = series
                 .cpu_us()
@@ -346,17 +382,22 @@ impl Comparison {
                     "{}",
                     json!({
                         "scenario": self.scenario, "series": label, "concurrency": self.concurrency,
-                        "rate_ratio": round3(rate_ratio), "p50_ratio": round3(p50_ratio),
+                        "rate_ratio": round3(rate_ratio),
+                        "rate_ratio_ci95": interval.map(|(lo, hi)| [round3(lo), round3(hi)]),
+                        "p50_ratio": round3(p50_ratio),
                         "cpu_ratio": cpu_ratio.map(round2),
                     })
                 );
             } else {
                 println!(
-                    "{:<14} {:<10} c={:<4} rate ratio {:.3}×  p50 ratio {:.3}×  cpu ratio {}  (over {})",
+                    "{:<14} {:<10} c={:<4} rate ratio {:.3}× {} p50 ratio {:.3}×  cpu ratio {}  (over {})",
                     self.scenario,
                     label,
                     self.concurrency,
                     rate_ratio,
+                    interval.map_or_else(String::new, |(lo, hi)| format!(
+                        "(per round, 95% CI {lo:.3}–{hi:.3}) "
+                    )),
                     p50_ratio,
                     cpu_ratio.map_or_else(|| "?".to_owned(), |r| format!("{r:.2}×")),
                     self.baseline.0
@@ -396,8 +437,24 @@ pub(crate) fn fresh(template: &Message) -> Message {
 
 #[cfg(test)]
 mod tests {
-    use super::{balanced_order, balanced_period};
+    use super::{balanced_order, balanced_period, ratio_interval};
     use std::collections::HashMap;
+
+    #[test]
+    fn the_ratio_interval_is_the_t_interval_of_round_ratios() {
+        assert_eq!(
+            ratio_interval(&[9.0], &[10.0]),
+            None,
+            "one round says nothing"
+        );
+        let (lo, hi) = ratio_interval(&[9.0, 11.0], &[10.0, 10.0]).unwrap();
+        // Ratios 0.9 and 1.1: mean 1, standard error 0.1, t(1) = 12.706.
+        assert!((lo - (1.0 - 1.2706)).abs() < 1e-9 && (hi - (1.0 + 1.2706)).abs() < 1e-9);
+        let (lo, hi) = ratio_interval(&[19.0, 20.0, 21.0], &[20.0, 20.0, 20.0]).unwrap();
+        assert!(lo < 1.0 && hi > 1.0 && (lo + hi - 2.0).abs() < 1e-9);
+        let steady = ratio_interval(&[9.0; 5], &[10.0; 5]).unwrap();
+        assert!((steady.0 - 0.9).abs() < 1e-12 && (steady.1 - 0.9).abs() < 1e-12);
+    }
 
     #[test]
     fn every_side_leads_and_follows_each_other_equally_often() {

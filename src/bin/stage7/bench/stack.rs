@@ -27,7 +27,7 @@ async fn run_series<S>(
     message: &Message,
     n: usize,
     into: &mut Series,
-) -> Result<(), String>
+) -> Result<f64, String>
 where
     S: Service<Message, Response = Delivery, Error = Error>,
 {
@@ -41,8 +41,9 @@ where
             .map_err(|e| e.to_string())?;
         into.record(t0.elapsed());
     }
-    into.add_elapsed(started.elapsed(), n);
-    Ok(())
+    let elapsed = started.elapsed();
+    into.add_elapsed(elapsed, n);
+    Ok(n as f64 / elapsed.as_secs_f64().max(f64::MIN_POSITIVE))
 }
 
 pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
@@ -57,16 +58,18 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     let per_round = (options.n / rounds).max(1);
     run_series(&mut baseline, &message, per_round / 5, &mut Series::new()).await?;
     run_series(&mut stack, &message, per_round / 5, &mut Series::new()).await?;
+    let mut round_rates = vec![Vec::with_capacity(rounds), Vec::with_capacity(rounds)];
     for round in 1..=rounds {
         eprintln!("  [stack] round {round}/{rounds} ({per_round} calls per side)");
-        run_series(&mut baseline, &message, per_round, &mut base).await?;
-        run_series(&mut stack, &message, per_round, &mut ours).await?;
+        round_rates[0].push(run_series(&mut baseline, &message, per_round, &mut base).await?);
+        round_rates[1].push(run_series(&mut stack, &message, per_round, &mut ours).await?);
     }
     Ok(vec![Comparison {
         scenario: "stack".to_owned(),
         concurrency: 1,
         baseline: ("baseline".to_owned(), base),
         candidates: vec![("stack".to_owned(), ours)],
+        round_rates,
         notes: Vec::new(),
     }])
 }
