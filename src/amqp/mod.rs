@@ -88,7 +88,7 @@ use crate::transport::{Delivery, Route};
 /// when the last clone, the last call in flight and the last
 /// [`Subscriber`] are gone, or when [`close`](Self::close) is called.
 pub struct AmqpTransport {
-    shared: Arc<Owner>,
+    owner: Arc<Owner>,
     permit: Option<OwnedSemaphorePermit>,
     waiting: Option<Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send + Sync>>>,
 }
@@ -98,9 +98,9 @@ pub struct AmqpTransport {
 pub(crate) struct Owner(Arc<Shared>);
 
 impl std::ops::Deref for Owner {
-    type Target = Arc<Shared>;
+    type Target = Shared;
 
-    fn deref(&self) -> &Arc<Shared> {
+    fn deref(&self) -> &Shared {
         &self.0
     }
 }
@@ -122,7 +122,7 @@ impl AmqpTransport {
         let shared = Arc::new(Shared::new(settings));
         tokio::spawn(supervisor::supervise(shared.clone()));
         Self {
-            shared: Arc::new(Owner(shared)),
+            owner: Arc::new(Owner(shared)),
             permit: None,
             waiting: None,
         }
@@ -130,12 +130,12 @@ impl AmqpTransport {
 
     /// Whether a connection is up now.
     pub fn is_connected(&self) -> bool {
-        self.shared.current().is_some()
+        self.owner.current().is_some()
     }
 
     /// Waits until a connection is up.
     pub async fn connected(&self) {
-        let mut link = self.shared.link.subscribe();
+        let mut link = self.owner.link.subscribe();
         let _ = link.wait_for(Option::is_some).await;
     }
 
@@ -143,14 +143,14 @@ impl AmqpTransport {
     /// connected. Lets a service that starts with the broker up use it from
     /// its first call, without waiting when the broker is down.
     pub async fn first_attempt(&self) -> bool {
-        let mut attempts = self.shared.attempts.subscribe();
+        let mut attempts = self.owner.attempts.subscribe();
         let _ = attempts.wait_for(|attempts| *attempts > 0).await;
         self.is_connected()
     }
 
     /// Requests waiting for a reply on the current connection.
     pub fn pending_replies(&self) -> usize {
-        self.shared
+        self.owner
             .current()
             .map_or(0, |link| link.rpc.pending().len())
     }
@@ -164,17 +164,17 @@ impl AmqpTransport {
     /// [`Config`](ErrorKind::Config) when the entity's id or type makes a
     /// queue name or routing key longer than AMQP allows.
     pub fn subscribe(&self, subscription: Subscription) -> Result<Subscriber> {
-        consumer::start(self.shared.clone(), subscription)
+        consumer::start(self.owner.clone(), subscription)
     }
 
     /// Closes the connection now, for every clone. Calls fail afterwards
     /// with [`Closed`](ErrorKind::Closed).
     pub fn close(&self) {
-        self.shared.closing.send_replace(true);
+        self.owner.closing.send_replace(true);
     }
 
     fn not_connected(&self) -> Error {
-        if *self.shared.closing.borrow() {
+        if *self.owner.closing.borrow() {
             return Error::new(
                 ErrorKind::Closed,
                 ErrorClass::NotDelivered,
@@ -183,7 +183,7 @@ impl AmqpTransport {
             .with_route(Route::Amqp);
         }
         let why = self
-            .shared
+            .owner
             .last_failure()
             .unwrap_or_else(|| "still connecting".to_owned());
         Error::new(
@@ -198,7 +198,7 @@ impl AmqpTransport {
 impl Clone for AmqpTransport {
     fn clone(&self) -> Self {
         Self {
-            shared: self.shared.clone(),
+            owner: self.owner.clone(),
             permit: None,
             waiting: None,
         }
@@ -225,8 +225,8 @@ impl Service<Message> for AmqpTransport {
                 }
                 continue;
             }
-            if *self.shared.blocked.borrow() {
-                let mut blocked = self.shared.blocked.subscribe();
+            if *self.owner.blocked.borrow() {
+                let mut blocked = self.owner.blocked.subscribe();
                 self.waiting = Some(Box::pin(async move {
                     let _ = blocked.wait_for(|blocked| !*blocked).await;
                     None
@@ -236,10 +236,10 @@ impl Service<Message> for AmqpTransport {
             if self.permit.is_some() {
                 return Poll::Ready(Ok(()));
             }
-            match self.shared.window.clone().try_acquire_owned() {
+            match self.owner.window.clone().try_acquire_owned() {
                 Ok(permit) => self.permit = Some(permit),
                 Err(TryAcquireError::NoPermits) => {
-                    let window = self.shared.window.clone();
+                    let window = self.owner.window.clone();
                     self.waiting = Some(Box::pin(async move { window.acquire_owned().await.ok() }));
                 }
                 Err(TryAcquireError::Closed) => return Poll::Ready(Err(self.not_connected())),
@@ -249,9 +249,9 @@ impl Service<Message> for AmqpTransport {
 
     fn call(&mut self, message: Message) -> ResponseFuture {
         let permit = self.permit.take();
-        let link = self.shared.current().ok_or_else(|| self.not_connected());
-        let codec = self.shared.settings.codec;
-        let shared = self.shared.clone();
+        let link = self.owner.current().ok_or_else(|| self.not_connected());
+        let codec = self.owner.settings.codec;
+        let owner = self.owner.clone();
         Box::pin(async move {
             // A failing call completes at once; a caller retrying in a loop
             // must still let the runtime run (the supervisor among others).
@@ -277,7 +277,7 @@ impl Service<Message> for AmqpTransport {
                 .await
             };
             if result.as_ref().is_err_and(Error::is_not_delivered) && !link.rpc.is_open() {
-                shared.broken.notify_one();
+                owner.broken.notify_one();
             }
             result
         })
@@ -287,8 +287,52 @@ impl Service<Message> for AmqpTransport {
 impl fmt::Debug for AmqpTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AmqpTransport")
-            .field("settings", &self.shared.settings)
+            .field("settings", &self.owner.settings)
             .field("connected", &self.is_connected())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tower::Service;
+
+    use super::{AmqpTransport, Subscription};
+    use crate::message::Message;
+
+    #[tokio::test]
+    async fn the_connection_closes_when_the_last_handle_call_and_subscriber_are_gone() {
+        // Nothing listens on port 1: the supervisor keeps trying, which is
+        // all this test needs of it.
+        let transport = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:1/%2f")
+            .build()
+            .unwrap();
+        let closing = transport.owner.0.closing.subscribe();
+        let mut clone = transport.clone();
+        let subscriber = transport
+            .subscribe(Subscription::new(
+                "closing-1",
+                "Closing",
+                tower::service_fn(|_: Message| async { Ok::<_, std::convert::Infallible>(None) }),
+            ))
+            .unwrap();
+        drop(transport);
+        // On this single-threaded runtime, lets the consumer task start and
+        // settle into waiting for a connection.
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        let call = clone.call(Message::request("anyone", serde_json::json!({})));
+        drop(clone);
+        assert!(
+            !*closing.borrow(),
+            "a call in flight and a subscriber hold it"
+        );
+        drop(call);
+        assert!(!*closing.borrow(), "the subscriber holds it");
+        subscriber.shutdown(Duration::ZERO).await;
+        assert!(*closing.borrow(), "nothing holds it any more");
     }
 }
