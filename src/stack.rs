@@ -239,14 +239,14 @@ impl<P, S> Stack<P, S> {
 
     /// The primary branch's circuit breaker.
     pub fn primary_breaker(&self) -> &BreakerHandle {
-        self.fallback().primary().get_ref().handle()
+        self.fallback().primary().get_ref().circuits()
     }
 
     /// The secondary branch's circuit breaker, if there is a secondary.
     pub fn secondary_breaker(&self) -> Option<&BreakerHandle> {
         self.fallback()
             .secondary()
-            .map(|branch| branch.get_ref().handle())
+            .map(|branch| branch.get_ref().circuits())
     }
 }
 

@@ -196,6 +196,9 @@ async fn an_open_primary_breaker_sends_calls_straight_to_the_secondary() {
     );
     assert_eq!(secondary_calls.load(Ordering::SeqCst), 10);
     assert_eq!(stack.primary_breaker().state("brain"), Some(State::Open));
+    let secondary = stack.secondary_breaker().expect("a secondary branch");
+    assert_eq!(secondary.state("brain"), Some(State::Closed));
+    assert_ne!(secondary.name(), stack.primary_breaker().name());
 }
 
 #[tokio::test]

@@ -92,7 +92,12 @@ impl<S> CircuitBreaker<S> {
     }
 
     /// A handle to read and force the circuits.
-    pub fn handle(&self) -> &BreakerHandle {
+    pub fn handle(&self) -> BreakerHandle {
+        self.circuits.clone()
+    }
+
+    /// The handle, lent: [`Stack`](crate::Stack) hands out references.
+    pub(crate) fn circuits(&self) -> &BreakerHandle {
         &self.circuits
     }
 
