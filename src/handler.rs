@@ -85,8 +85,8 @@ pub struct BoxHandler {
 }
 
 impl BoxHandler {
-    /// Erases the type of `handler`. A `BoxHandler` is taken as it is, not
-    /// boxed again: each box costs an allocation per message.
+    /// Erases the type of `handler`. A `BoxHandler` is not boxed a second
+    /// time: each box costs an allocation per message.
     pub fn new<H: Handler>(handler: H) -> Self {
         if let Some(boxed) = (&handler as &dyn Any).downcast_ref::<Self>() {
             return boxed.clone();

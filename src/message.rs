@@ -144,8 +144,7 @@ impl Serialize for MessageType {
 
 impl<'de> Deserialize<'de> for MessageType {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        Ok(Self::parse(&text))
+        Ok(Self::parse(Text::deserialize(deserializer)?.as_str()))
     }
 }
 
@@ -642,7 +641,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
         let mut data: Option<Value> = None;
         let mut extra = Map::new();
 
-        while let Some(key) = map.next_key::<Key<'de>>()? {
+        while let Some(key) = map.next_key::<Text<'de>>()? {
             match key.as_str() {
                 "id" => set_once(&mut id, "id", &mut map)?,
                 "type" => set_once(&mut kind, "type", &mut map)?,
@@ -655,12 +654,13 @@ impl<'de> Visitor<'de> for FieldsVisitor {
                 "missionId" => set_once(&mut mission_id, "missionId", &mut map)?,
                 "visibility" => set_once(&mut visibility, "visibility", &mut map)?,
                 "data" => set_once(&mut data, "data", &mut map)?,
-                other => {
-                    if extra.contains_key(other) {
+                _ => {
+                    let other = key.into_string();
+                    if extra.contains_key(&other) {
                         return Err(de::Error::custom(format_args!("duplicate field `{other}`")));
                     }
                     let value = map.next_value::<Value>()?;
-                    extra.insert(other.to_owned(), value);
+                    extra.insert(other, value);
                 }
             }
         }
@@ -690,47 +690,70 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     }
 }
 
-/// A field name, borrowed from the input unless it has escapes: serde's
-/// `Cow<str>` always allocates, and every decode reads every key.
-enum Key<'de> {
+/// A string borrowed from the input unless it has escapes: field names and
+/// the message type are read on every decode, and serde's `Cow<str>` always
+/// allocates.
+enum Text<'de> {
     Borrowed(&'de str),
     Owned(String),
 }
 
-impl Key<'_> {
+impl Text<'_> {
     fn as_str(&self) -> &str {
         match self {
-            Key::Borrowed(key) => key,
-            Key::Owned(key) => key,
+            Text::Borrowed(text) => text,
+            Text::Owned(text) => text,
+        }
+    }
+
+    fn into_string(self) -> String {
+        match self {
+            Text::Borrowed(text) => text.to_owned(),
+            Text::Owned(text) => text,
         }
     }
 }
 
-impl<'de> Deserialize<'de> for Key<'de> {
+impl<'de> Deserialize<'de> for Text<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct KeyVisitor;
+        struct TextVisitor;
 
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
+                f.write_str("a string")
             }
 
-            fn visit_borrowed_str<E>(self, key: &'de str) -> std::result::Result<Key<'de>, E> {
-                Ok(Key::Borrowed(key))
+            fn visit_borrowed_str<E>(self, text: &'de str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text::Borrowed(text))
             }
 
-            fn visit_str<E>(self, key: &str) -> std::result::Result<Key<'de>, E> {
-                Ok(Key::Owned(key.to_owned()))
+            fn visit_str<E>(self, text: &str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text::Owned(text.to_owned()))
             }
 
-            fn visit_string<E>(self, key: String) -> std::result::Result<Key<'de>, E> {
-                Ok(Key::Owned(key))
+            fn visit_string<E>(self, text: String) -> std::result::Result<Text<'de>, E> {
+                Ok(Text::Owned(text))
+            }
+
+            fn visit_borrowed_bytes<E: de::Error>(
+                self,
+                bytes: &'de [u8],
+            ) -> std::result::Result<Text<'de>, E> {
+                std::str::from_utf8(bytes)
+                    .map(Text::Borrowed)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Bytes(bytes), &self))
+            }
+
+            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> std::result::Result<Text<'de>, E> {
+                std::str::from_utf8(bytes)
+                    .map(|text| Text::Owned(text.to_owned()))
+                    .map_err(|_| E::invalid_value(de::Unexpected::Bytes(bytes), &self))
             }
         }
 
-        deserializer.deserialize_str(KeyVisitor)
+        deserializer.deserialize_str(TextVisitor)
     }
 }
 
@@ -946,6 +969,14 @@ mod tests {
     #[test]
     fn into_content_moves_or_copies() {
         let message = Message::request("brain", json!({"a": [1, 2]}));
+        let array = |content: &Value| content["a"].as_array().map(|a| a.as_ptr());
+        let before = message.content().and_then(array);
+        assert_eq!(
+            message.into_content().as_ref().and_then(array),
+            before,
+            "moved, not copied"
+        );
+        let message = Message::request("brain", json!({"a": [1, 2]}));
         let kept = message.clone();
         assert_eq!(message.into_content(), Some(json!({"a": [1, 2]})));
         assert_eq!(
@@ -966,6 +997,17 @@ mod tests {
         assert_eq!(message.extra().get("x\ty"), Some(&json!(1)));
         let e = decode(r#"{"type":"statement","sender":"a","\u0073ender":"b"}"#).unwrap_err();
         assert!(e.to_string().contains("duplicate field `sender`"), "{e}");
+        let message = decode(r#"{"type":"\u0072equest","sender":"a"}"#).unwrap();
+        assert_eq!(message.kind(), &MessageType::Request);
+    }
+
+    #[test]
+    fn owned_input_decodes_the_same() {
+        let value = json!({"type": "request", "sender": "a", "id": "m1", "x": 1});
+        let message: Message = serde_json::from_value(value).unwrap();
+        assert_eq!(message.id(), "m1");
+        assert_eq!(message.kind(), &MessageType::Request);
+        assert_eq!(message.extra().get("x"), Some(&json!(1)));
     }
 
     #[test]
