@@ -10,14 +10,15 @@
 //! both). The baseline sends the message's bytes encoded once; ours gets a
 //! copy of a template message with a fresh id and encodes it, as it must.
 
+use lapin::Channel;
 use lapin::Confirmation;
-use lapin::options::{ConfirmSelectOptions, QueueDeleteOptions};
+use lapin::options::ConfirmSelectOptions;
 use stage7_transport::amqp::AmqpTransport;
 use stage7_transport::amqp::topology::routing_key;
 use stage7_transport::{Message, MessageType};
 
 use super::Options;
-use super::broker::{bound_queue, connect, name, raw_properties, raw_publish, url};
+use super::broker::{bound_queue, connect, delete_queues, name, raw_properties, raw_publish, url};
 use super::harness::{Comparison, Side, compare, service_side};
 
 /// The most messages each sink queue holds.
@@ -45,13 +46,27 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     bound_queue(&channel, &raw_target, Some(SINK_LENGTH)).await?;
     bound_queue(&channel, &our_target, Some(SINK_LENGTH)).await?;
 
+    let compared = compare_all(options, &url, &channel, &raw_target, &our_target).await;
+    delete_queues(&channel, &[&raw_target, &our_target]).await;
+    let _ = connection.close(200, "bench done".into()).await;
+    compared
+}
+
+/// Every comparison of the run, into the sinks `raw_target` and `our_target`.
+async fn compare_all(
+    options: &Options,
+    url: &str,
+    channel: &Channel,
+    raw_target: &str,
+    our_target: &str,
+) -> Result<Vec<Comparison>, String> {
     let transport = AmqpTransport::builder(url)
         .connection_name("bench-transport")
         .build()
         .map_err(|e| e.to_string())?;
     transport.connected().await;
-    let raw_body = event(&raw_target).to_json().map_err(|e| e.to_string())?;
-    let raw_key = routing_key(&raw_target);
+    let raw_body = event(raw_target).to_json().map_err(|e| e.to_string())?;
+    let raw_key = routing_key(raw_target);
 
     let mut comparisons = Vec::new();
     for &concurrency in &options.concurrency {
@@ -70,7 +85,7 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
                     }
                 }
             }),
-            service_side("transport", transport.clone(), event(&our_target)),
+            service_side("transport", transport.clone(), event(our_target)),
         ];
         comparisons.push(
             compare(
@@ -83,11 +98,5 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
             .await?,
         );
     }
-    for sink in [&raw_target, &our_target] {
-        let _ = channel
-            .queue_delete(sink.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    let _ = connection.close(200, "bench done".into()).await;
     Ok(comparisons)
 }

@@ -37,8 +37,8 @@ use tokio::sync::oneshot;
 
 use super::Options;
 use super::broker::{
-    EchoRun, bound_queue, connect, echo_handler, echo_run, name, next, payload, raw_properties,
-    raw_publish, url,
+    EchoRun, bound_queue, connect, delete_queues, echo_handler, echo_run, name, next, payload,
+    raw_properties, raw_publish, url,
 };
 use super::harness::{Comparison, Side, compare, fresh, service_side};
 
@@ -170,19 +170,36 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     let url = url()?;
     let connection = connect(&url, "bench-raw").await?;
     let raw_queue = name("raw-echo");
-    raw_responder(&connection, &raw_queue, 64).await?;
-    let raw = RawClient::connect(&connection).await?;
+    let compared = compare_all(options, &url, &connection, &raw_queue).await;
+    match connection.create_channel().await {
+        Ok(channel) => delete_queues(&channel, &[&raw_queue]).await,
+        Err(error) => eprintln!("stage7 bench: could not delete queue {raw_queue}: {error}"),
+    }
+    let _ = connection.close(200, "bench done".into()).await;
+    compared
+}
+
+/// Every comparison of the run; the baseline's responder consumes
+/// `raw_queue` on `connection`.
+async fn compare_all(
+    options: &Options,
+    url: &str,
+    connection: &Connection,
+    raw_queue: &str,
+) -> Result<Vec<Comparison>, String> {
+    raw_responder(connection, raw_queue, 64).await?;
+    let raw = RawClient::connect(connection).await?;
 
     let EchoRun {
         transport,
         subscriber,
         stack,
         template,
-    } = echo_run(&url, "bench-transport").await?;
+    } = echo_run(url, "bench-transport").await?;
     let caller = Entity::builder("Echo", echo_handler())
         .id(name("bench-entity"))
         .queue_expires(Some(Duration::from_secs(60)))
-        .config(Config::from_vars([("RABBITMQ_URL", url.as_str())]).map_err(|e| e.to_string())?)
+        .config(Config::from_vars([("RABBITMQ_URL", url)]).map_err(|e| e.to_string())?)
         .start()
         .await
         .map_err(|e| e.to_string())?;
@@ -192,7 +209,7 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     let to_itself = Message::request(caller.id(), payload());
 
     let raw_body = template.to_json().map_err(|e| e.to_string())?;
-    let raw_key = routing_key(&raw_queue);
+    let raw_key = routing_key(raw_queue);
     // Calls the entity's stack spilled to HTTP while AMQP was not ready (its
     // window full of unconfirmed calls, or the broker blocking): reported,
     // as they did not go over AMQP.
@@ -242,6 +259,5 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     }
     caller.shutdown().await.map_err(|e| e.to_string())?;
     subscriber.shutdown(Duration::from_secs(1)).await;
-    let _ = connection.close(200, "bench done".into()).await;
     Ok(comparisons)
 }

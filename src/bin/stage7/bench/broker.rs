@@ -5,7 +5,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_core::Stream;
-use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 use stage7_transport::amqp::topology::{EXCHANGE, declare_exchange, routing_key};
@@ -82,6 +84,19 @@ pub(crate) async fn bound_queue(
         )
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Deletes the run's own queues, saying so when one cannot be deleted
+/// (it then expires an hour after its last use).
+pub(crate) async fn delete_queues(channel: &Channel, queues: &[&str]) {
+    for queue in queues {
+        if let Err(error) = channel
+            .queue_delete((*queue).into(), QueueDeleteOptions::default())
+            .await
+        {
+            eprintln!("stage7 bench: could not delete queue {queue}: {error}");
+        }
+    }
 }
 
 /// The properties the baselines publish with: persistent JSON carrying
