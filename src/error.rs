@@ -277,8 +277,8 @@ impl Error {
         )
     }
 
-    /// A body (`what`: "body", "reply") that outgrew `limit` while being
-    /// read, its whole size unknown.
+    /// A body (`what`: "body", "reply", "message") that outgrew `limit`
+    /// while being read or encoded, its whole size unknown.
     pub(crate) fn over_limit(what: &str, limit: usize) -> Self {
         Self::new(
             ErrorKind::TooLarge,

@@ -690,6 +690,27 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     }
 }
 
+/// A buffer that refuses to grow past `limit`, so encoding an oversize
+/// message stops there rather than building all of it to refuse it.
+struct Bounded {
+    buf: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if data.len() > self.limit - self.buf.len() {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A string borrowed from the input unless it has escapes: field names and
 /// the message type are read on every decode, and serde's `Cow<str>` always
 /// allocates.
@@ -805,14 +826,17 @@ impl Codec {
     /// (lapin frames them): a `Vec` becomes `Bytes` at the cost of one more
     /// allocation unless its capacity is exactly its length.
     pub(crate) fn encode_vec(&self, message: &Message) -> Result<Vec<u8>> {
-        let mut buf = Vec::with_capacity(256);
-        serde_json::to_writer(&mut buf, message).map_err(|e| {
-            Error::invalid(format!("message cannot be encoded: {e}")).with_source(e)
-        })?;
-        if buf.len() > self.max_size {
-            return Err(Error::too_large(buf.len(), self.max_size));
+        let mut bounded = Bounded {
+            buf: Vec::with_capacity(256.min(self.max_size)),
+            limit: self.max_size,
+        };
+        match serde_json::to_writer(&mut bounded, message) {
+            Ok(()) => Ok(bounded.buf),
+            Err(e) if e.io_error_kind() == Some(std::io::ErrorKind::FileTooLarge) => {
+                Err(Error::over_limit("message", self.max_size))
+            }
+            Err(e) => Err(Error::invalid(format!("message cannot be encoded: {e}")).with_source(e)),
         }
-        Ok(buf)
     }
 
     /// Decodes a message from JSON.
@@ -1025,6 +1049,22 @@ mod tests {
             .with_extra("sender", json!("x"))
             .unwrap_err();
         assert!(e.to_string().contains("`sender` is a known message field"));
+    }
+
+    #[test]
+    fn encoding_stops_at_the_limit() {
+        let message = Message::new(MessageType::Statement).with_content(json!("x".repeat(1000)));
+        let whole = Codec::default().encode(&message).unwrap().len();
+        assert_eq!(Codec::new(whole).encode(&message).unwrap().len(), whole);
+        let error = Codec::new(whole - 1).encode(&message).unwrap_err();
+        assert!(error.is_too_large(), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("limit of {} bytes", whole - 1)),
+            "{error}"
+        );
+        assert!(Codec::new(0).encode(&message).unwrap_err().is_too_large());
     }
 
     #[test]
