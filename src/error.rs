@@ -352,6 +352,24 @@ impl Error {
         self
     }
 
+    /// The same error for another caller: everything but its source and
+    /// the error it fell back from, which cannot be shared.
+    pub(crate) fn copy_for_another(&self) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Box::new(Inner {
+                kind: inner.kind,
+                class: inner.class,
+                route: inner.route,
+                detail: inner.detail.clone(),
+                key: inner.key.clone(),
+                retry_after: inner.retry_after,
+                source: None,
+                fallback_from: None,
+            }),
+        }
+    }
+
     pub(crate) fn with_key(mut self, key: &str) -> Self {
         self.inner.key = Some(key.into());
         self

@@ -257,6 +257,71 @@ async fn the_postoffice_resolves_ids_and_types_and_is_cached() {
 }
 
 #[tokio::test]
+async fn calls_that_need_the_same_recipient_share_one_lookup() {
+    let brain = HttpServer::new()
+        .bind(
+            "127.0.0.1:0",
+            tower::service_fn(|m: Message| async move {
+                Ok::<_, Infallible>(Some(m.reply(json!("pong"))))
+            }),
+        )
+        .await
+        .unwrap();
+    let registry = json!({"components": [{"id": "brain-1", "type": "Brain",
+        "url": format!("http://{}", brain.local_addr())}]})
+    .to_string();
+    let postoffice =
+        Peer::start(
+            move |(head, _)| match head.uri.path_and_query().map(|p| p.as_str()) {
+                Some("/requestComponent?id=brain-1") => reply(200, &registry),
+                _ => reply(200, r#"{"components":[]}"#),
+            },
+        )
+        .await;
+    let transport = HttpTransport::builder(PostOfficeResolver::new(&postoffice.url()).unwrap())
+        .build()
+        .unwrap();
+    // On this single-threaded runtime every call starts, and finds the
+    // lookup in flight, before the PostOffice's first answer is read.
+    let mut calls = tokio::task::JoinSet::new();
+    for n in 0..50 {
+        calls.spawn(
+            transport
+                .clone()
+                .oneshot(Message::request("brain-1", json!(n))),
+        );
+        calls.spawn(
+            transport
+                .clone()
+                .oneshot(Message::request("nobody", json!(n))),
+        );
+    }
+    let (mut served, mut unknown) = (0, 0);
+    while let Some(result) = calls.join_next().await {
+        match result.unwrap() {
+            Ok(delivery) => {
+                assert_eq!(
+                    delivery.reply().and_then(Message::content),
+                    Some(&json!("pong"))
+                );
+                served += 1;
+            }
+            Err(error) => {
+                assert_eq!(error.kind(), ErrorKind::NoRoute, "{error}");
+                assert!(error.to_string().contains("`nobody`"), "{error}");
+                unknown += 1;
+            }
+        }
+    }
+    assert_eq!((served, unknown), (50, 50));
+    assert_eq!(
+        postoffice.requests(),
+        3,
+        "one query for brain-1; for nobody, one by id and one by type"
+    );
+}
+
+#[tokio::test]
 async fn a_postoffice_that_is_down_or_confused_is_not_delivered() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let down = format!("http://{}", listener.local_addr().unwrap());

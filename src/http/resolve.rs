@@ -294,7 +294,11 @@ impl Resolve for StaticResolver {
 /// resolver.
 ///
 /// Answers are cached for [`DEFAULT_TTL`]; unknown recipients are not, so a
-/// component that registers is found at once.
+/// component that registers is found at once. Calls that need the same
+/// recipient while it is being looked up wait for that lookup rather than
+/// sending their own: when the broker goes down and every call turns to
+/// HTTP at once, the PostOffice gets one query per recipient, not one per
+/// call.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -312,7 +316,11 @@ pub struct PostOfficeResolver {
     ttl: Duration,
     timeout: Duration,
     cache: Arc<Mutex<HashMap<String, (Uri, Instant)>>>,
+    lookups: Arc<Mutex<HashMap<String, Arc<Lookup>>>>,
 }
+
+/// One lookup in flight, shared by every call that needs its answer.
+type Lookup = tokio::sync::OnceCell<std::result::Result<Uri, Arc<Error>>>;
 
 impl PostOfficeResolver {
     /// Looks recipients up at the PostOffice whose base URL is `url`.
@@ -335,6 +343,7 @@ impl PostOfficeResolver {
             ttl: DEFAULT_TTL,
             timeout: DEFAULT_LOOKUP_TIMEOUT,
             cache: Arc::default(),
+            lookups: Arc::default(),
         })
     }
 
@@ -381,15 +390,40 @@ impl PostOfficeResolver {
         cache.insert(recipient.to_owned(), (uri.clone(), Instant::now()));
     }
 
+    /// The answer of the lookup in flight for `recipient`, started if there
+    /// is none. If the call running it is dropped, a waiting one takes over.
     async fn lookup(self, recipient: String) -> Result<Uri> {
-        let found = tokio::time::timeout(self.timeout, self.find(&recipient))
+        let lookup = self
+            .lookups
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(recipient.clone())
+            .or_default()
+            .clone();
+        let answer = lookup
+            .get_or_init(|| async {
+                let found = tokio::time::timeout(self.timeout, self.find(&recipient))
+                    .await
+                    .unwrap_or_else(|_| {
+                        let waited = self.timeout.as_millis();
+                        Err(self.unavailable(&recipient, format!("no answer within {waited} ms")))
+                    });
+                if let Ok(uri) = &found {
+                    self.remember(&recipient, uri);
+                }
+                found.map_err(Arc::new)
+            })
             .await
-            .unwrap_or_else(|_| {
-                let waited = self.timeout.as_millis();
-                Err(self.unavailable(&recipient, format!("no answer within {waited} ms")))
-            })?;
-        self.remember(&recipient, &found);
-        Ok(found)
+            .clone();
+        let mut lookups = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
+        if lookups
+            .get(&recipient)
+            .is_some_and(|current| Arc::ptr_eq(current, &lookup))
+        {
+            lookups.remove(&recipient);
+        }
+        drop(lookups);
+        answer.map_err(|error| error.copy_for_another())
     }
 
     /// By id first, then by type.
