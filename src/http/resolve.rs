@@ -393,13 +393,15 @@ impl PostOfficeResolver {
     /// The answer of the lookup in flight for `recipient`, started if there
     /// is none. If the call running it is dropped, a waiting one takes over.
     async fn lookup(self, recipient: String) -> Result<Uri> {
-        let lookup = self
-            .lookups
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(recipient.clone())
-            .or_default()
-            .clone();
+        let lookup = {
+            let mut lookups = self.lookups.lock().unwrap_or_else(PoisonError::into_inner);
+            // A lookup whose every caller was dropped (a short deadline) has
+            // no one left to remove it; the map alone holds it.
+            if lookups.len() >= CACHE_SWEEP_AT {
+                lookups.retain(|_, lookup| Arc::strong_count(lookup) > 1);
+            }
+            lookups.entry(recipient.clone()).or_default().clone()
+        };
         let answer = lookup
             .get_or_init(|| async {
                 let found = tokio::time::timeout(self.timeout, self.find(&recipient))
@@ -640,6 +642,35 @@ mod tests {
             Ok(result) => result,
             Err(_) => panic!("a table lookup is ready at once"),
         }
+    }
+
+    #[tokio::test]
+    async fn lookups_abandoned_by_every_caller_are_swept() {
+        // A PostOffice that accepts connections and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", silent.local_addr().unwrap());
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((connection, _)) = silent.accept().await {
+                open.push(connection);
+            }
+        });
+        let resolver = PostOfficeResolver::new(&url).unwrap();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        for n in 0..CACHE_SWEEP_AT {
+            let mut lookup = resolver.resolve(&format!("gone-{n}"));
+            assert!(Pin::new(&mut lookup).poll(&mut cx).is_pending());
+        }
+        let abandoned = resolver.lookups.lock().unwrap().len();
+        assert_eq!(
+            abandoned, CACHE_SWEEP_AT,
+            "dropped callers leave their lookups behind"
+        );
+        let mut next = resolver.resolve("next");
+        assert!(Pin::new(&mut next).poll(&mut cx).is_pending());
+        let kept: Vec<String> = resolver.lookups.lock().unwrap().keys().cloned().collect();
+        assert_eq!(kept, ["next"], "only the lookup with a caller is kept");
+        held.abort();
     }
 
     #[test]

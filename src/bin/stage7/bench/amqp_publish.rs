@@ -47,7 +47,11 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     bound_queue(&channel, &our_target, Some(SINK_LENGTH)).await?;
 
     let compared = compare_all(options, &url, &channel, &raw_target, &our_target).await;
-    delete_queues(&channel, &[&raw_target, &our_target]).await;
+    // A fresh channel: a failed run may have lost the one it published on.
+    match connection.create_channel().await {
+        Ok(channel) => delete_queues(&channel, &[&raw_target, &our_target]).await,
+        Err(error) => eprintln!("stage7 bench: could not delete the sink queues: {error}"),
+    }
     let _ = connection.close(200, "bench done".into()).await;
     compared
 }
