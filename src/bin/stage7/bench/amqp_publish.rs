@@ -18,7 +18,7 @@ use stage7_transport::amqp::topology::routing_key;
 use stage7_transport::{Message, MessageType};
 
 use super::Options;
-use super::broker::{bound_queue, connect, delete_queues, name, raw_properties, raw_publish, url};
+use super::broker::{bound_queue, connect, finish, name, raw_properties, raw_publish, url};
 use super::harness::{Comparison, Side, compare, service_side};
 
 /// The most messages each sink queue holds.
@@ -47,12 +47,7 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     bound_queue(&channel, &our_target, Some(SINK_LENGTH)).await?;
 
     let compared = compare_all(options, &url, &channel, &raw_target, &our_target).await;
-    // A fresh channel: a failed run may have lost the one it published on.
-    match connection.create_channel().await {
-        Ok(channel) => delete_queues(&channel, &[&raw_target, &our_target]).await,
-        Err(error) => eprintln!("stage7 bench: could not delete the sink queues: {error}"),
-    }
-    let _ = connection.close(200, "bench done".into()).await;
+    finish(&connection, &[&raw_target, &our_target]).await;
     compared
 }
 

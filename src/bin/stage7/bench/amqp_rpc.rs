@@ -37,7 +37,7 @@ use tokio::sync::oneshot;
 
 use super::Options;
 use super::broker::{
-    EchoRun, bound_queue, connect, delete_queues, echo_handler, echo_run, name, next, payload,
+    EchoRun, bound_queue, connect, echo_handler, echo_run, finish, name, next, payload,
     raw_properties, raw_publish, url,
 };
 use super::harness::{Comparison, Side, compare, fresh, service_side};
@@ -171,11 +171,7 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     let connection = connect(&url, "bench-raw").await?;
     let raw_queue = name("raw-echo");
     let compared = compare_all(options, &url, &connection, &raw_queue).await;
-    match connection.create_channel().await {
-        Ok(channel) => delete_queues(&channel, &[&raw_queue]).await,
-        Err(error) => eprintln!("stage7 bench: could not delete queue {raw_queue}: {error}"),
-    }
-    let _ = connection.close(200, "bench done".into()).await;
+    finish(&connection, &[&raw_queue]).await;
     compared
 }
 

@@ -86,17 +86,25 @@ pub(crate) async fn bound_queue(
         .map_err(|e| e.to_string())
 }
 
-/// Deletes the run's own queues, saying so when one cannot be deleted
-/// (it then expires an hour after its last use).
-pub(crate) async fn delete_queues(channel: &Channel, queues: &[&str]) {
-    for queue in queues {
-        if let Err(error) = channel
-            .queue_delete((*queue).into(), QueueDeleteOptions::default())
-            .await
-        {
-            eprintln!("stage7 bench: could not delete queue {queue}: {error}");
+/// Ends a run on `connection`: deletes the run's own `queues` on a fresh
+/// channel (a failed run may have lost its others), saying so when one
+/// cannot be deleted (it then expires an hour after its last use), and
+/// closes the connection.
+pub(crate) async fn finish(connection: &Connection, queues: &[&str]) {
+    match connection.create_channel().await {
+        Ok(channel) => {
+            for queue in queues {
+                if let Err(error) = channel
+                    .queue_delete((*queue).into(), QueueDeleteOptions::default())
+                    .await
+                {
+                    eprintln!("stage7 bench: could not delete queue {queue}: {error}");
+                }
+            }
         }
+        Err(error) => eprintln!("stage7 bench: could not delete queues {queues:?}: {error}"),
     }
+    let _ = connection.close(200, "bench done".into()).await;
 }
 
 /// The properties the baselines publish with: persistent JSON carrying
