@@ -12,7 +12,9 @@ use std::future::{Ready, ready};
 use std::task::{Context, Poll};
 
 use serde_json::json;
-use stage7_transport::{BranchConfig, Delivery, Error, Message, Route, TransportBuilder};
+use stage7_transport::{
+    BoxHandler, BranchConfig, Delivery, Error, Message, Route, TransportBuilder,
+};
 use tower::{Service, ServiceExt};
 
 /// Counts the allocations of the current thread.
@@ -82,4 +84,31 @@ fn the_success_path_allocates_nothing() {
         let allocations = ALLOCATIONS.with(Cell::get) - before;
         assert_eq!(allocations, 0, "allocations over 1000 calls");
     });
+}
+
+/// Allocations of 1000 calls of `handler`, once it has served one.
+fn allocations_per_1000_calls(mut handler: BoxHandler) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let message = Message::request("brain", json!({"q": 1}));
+        handler.ready().await.unwrap();
+        handler.call(message.clone()).await.unwrap();
+        let before = ALLOCATIONS.with(Cell::get);
+        for _ in 0..1000 {
+            handler.ready().await.unwrap();
+            handler.call(message.clone()).await.unwrap();
+        }
+        ALLOCATIONS.with(Cell::get) - before
+    })
+}
+
+#[test]
+fn a_boxed_handler_is_not_boxed_again() {
+    let handler = tower::service_fn(|_: Message| ready(Ok::<_, Error>(None)));
+    let once = allocations_per_1000_calls(BoxHandler::new(handler));
+    assert_eq!(once, 1000, "one boxed future per call");
+    let twice = allocations_per_1000_calls(BoxHandler::new(BoxHandler::new(handler)));
+    assert_eq!(twice, once);
 }
