@@ -31,12 +31,8 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::defaults;
 use crate::error::{Error, Result};
-use crate::message::DEFAULT_MAX_MESSAGE_SIZE;
-use crate::stack::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_DEADLINE};
-
-/// Broker URL when nothing is configured: the local default broker.
-pub const DEFAULT_RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 const KNOWN_URLS: &[&str] = &["RABBITMQ_URL", "POSTOFFICE_URL"];
 
@@ -119,13 +115,13 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            rabbitmq_url: Secret::new(DEFAULT_RABBITMQ_URL),
+            rabbitmq_url: Secret::new(defaults::RABBITMQ_URL),
             postoffice_url: None,
             http_routes: BTreeMap::new(),
             http_token: None,
-            deadline: DEFAULT_DEADLINE,
-            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
-            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            deadline: defaults::CALL_DEADLINE,
+            attempt_timeout: defaults::ATTEMPT_TIMEOUT,
+            max_message_size: defaults::MAX_MESSAGE_SIZE,
         }
     }
 }

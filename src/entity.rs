@@ -56,6 +56,7 @@ use tower::ServiceExt;
 
 use crate::amqp::{AmqpTransport, Subscriber, Subscription};
 use crate::config::{Config, Secret, redact_url};
+use crate::defaults;
 use crate::error::{Error, Result};
 use crate::handler::{BoxHandler, Handler};
 use crate::http::client::{Client, bearer, new_client};
@@ -66,17 +67,6 @@ use crate::layer::retry::{RetryPolicy, RetryPolicyBuilder};
 use crate::message::{Codec, Message};
 use crate::stack::{BranchConfig, Stack, TransportBuilder};
 use crate::transport::{Delivery, Route};
-
-/// Default time [`Entity::shutdown`] gives running handlers: 10 s.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// How long the queue of an entity with a generated id outlives its last
-/// consumer: 30 minutes. Nobody consumes it once that instance is gone, and
-/// its `message.{type}` and `message.all` bindings would otherwise keep
-/// filling it. An instance cut off from a running broker for longer loses
-/// what waited in its queue (the broker drops it) and gets a new, empty
-/// queue when it reconnects.
-pub const DEFAULT_EPHEMERAL_QUEUE_EXPIRY: Duration = Duration::from_secs(30 * 60);
 
 /// How long [`EntityBuilder::start`] waits for a broker that answers to
 /// have the entity's queue consumed, so the first calls already use AMQP.
@@ -124,11 +114,11 @@ impl Entity {
             register: true,
             work_queue: false,
             queue_expires: None,
-            prefetch: crate::amqp::DEFAULT_PREFETCH,
+            prefetch: defaults::PREFETCH,
             amqp_branch: BranchConfig::new(Route::Amqp),
             http_branch: BranchConfig::new(Route::Http),
             retry: RetryPolicy::builder(),
-            grace: DEFAULT_SHUTDOWN_GRACE,
+            grace: defaults::SHUTDOWN_GRACE,
         }
     }
 
@@ -348,7 +338,7 @@ impl EntityBuilder {
     /// it (`x-expires`, 1 ms to 2³² − 1 ms), dropping what it holds; `None`
     /// keeps it for ever, so messages wait for the entity's return.
     /// Default: for ever when [`id`](Self::id) is given,
-    /// [`DEFAULT_EPHEMERAL_QUEUE_EXPIRY`] when the id is generated (no later
+    /// [`EPHEMERAL_QUEUE_EXPIRY`](crate::defaults::EPHEMERAL_QUEUE_EXPIRY) when the id is generated (no later
     /// instance has that id, so nothing would ever consume the queue).
     ///
     /// The expiry is fixed when the queue is created: a queue that already
@@ -359,7 +349,7 @@ impl EntityBuilder {
     }
 
     /// AMQP messages handled at once. Default
-    /// [`DEFAULT_PREFETCH`](crate::amqp::DEFAULT_PREFETCH).
+    /// [`PREFETCH`](crate::defaults::PREFETCH).
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch;
         self
@@ -386,7 +376,7 @@ impl EntityBuilder {
     }
 
     /// How long [`Entity::shutdown`] lets running handlers finish. Default
-    /// [`DEFAULT_SHUTDOWN_GRACE`].
+    /// [`SHUTDOWN_GRACE`](crate::defaults::SHUTDOWN_GRACE).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -404,9 +394,11 @@ impl EntityBuilder {
     /// listen.
     pub async fn start(self) -> Result<Entity> {
         let config = self.config;
-        let queue_expires = self
-            .queue_expires
-            .unwrap_or_else(|| self.id.is_none().then_some(DEFAULT_EPHEMERAL_QUEUE_EXPIRY));
+        let queue_expires = self.queue_expires.unwrap_or_else(|| {
+            self.id
+                .is_none()
+                .then_some(defaults::EPHEMERAL_QUEUE_EXPIRY)
+        });
         if let Some(unused) = queue_expires {
             crate::amqp::expiry_ms(unused)?;
         }
@@ -582,8 +574,8 @@ impl Registration {
 
     async fn run(self) {
         let client = new_client(
-            crate::http::DEFAULT_CONNECT_TIMEOUT,
-            crate::http::DEFAULT_POOL_IDLE_TIMEOUT,
+            defaults::HTTP_CONNECT_TIMEOUT,
+            defaults::HTTP_POOL_IDLE_TIMEOUT,
             1,
         );
         let mut backoff = ExponentialBuilder::new()

@@ -70,6 +70,7 @@
 
 pub mod amqp;
 pub mod config;
+pub mod defaults;
 pub mod entity;
 pub mod error;
 pub mod handler;

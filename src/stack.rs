@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tower::{Layer, Service};
 
+use crate::defaults;
 use crate::error::{Error, Result};
 use crate::layer::circuit_breaker::{self, BreakerHandle, CircuitBreaker, CircuitBreakerLayer};
 use crate::layer::deadline::Deadline;
@@ -15,12 +16,6 @@ use crate::layer::retry::{Retry, RetryPolicy, RetryPolicyBuilder};
 use crate::layer::timeout::Timeout;
 use crate::message::Message;
 use crate::transport::{Delivery, Route};
-
-/// Default overall budget of a call: 30 s, the TypeScript services' RPC
-/// timeout.
-pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
-/// Default timeout of one attempt on one branch: 10 s.
-pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of one branch: its attempt timeout and its circuit breaker.
 ///
@@ -50,7 +45,7 @@ impl BranchConfig {
         }
     }
 
-    /// The timeout of one attempt. Default [`DEFAULT_ATTEMPT_TIMEOUT`].
+    /// The timeout of one attempt. Default [`ATTEMPT_TIMEOUT`](crate::defaults::ATTEMPT_TIMEOUT).
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
         self
@@ -70,7 +65,7 @@ impl BranchConfig {
     }
 
     fn assemble<B>(self, backend: B) -> Result<Branch<B>> {
-        let attempt_timeout = self.attempt_timeout.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT);
+        let attempt_timeout = self.attempt_timeout.unwrap_or(defaults::ATTEMPT_TIMEOUT);
         if attempt_timeout.is_zero() {
             return Err(Error::config(format!(
                 "{} branch: attempt timeout must be positive",
@@ -130,7 +125,7 @@ impl<P> TransportBuilder<P> {
             primary,
             primary_config: BranchConfig::new(Route::Memory),
             secondary: None,
-            deadline: crate::stack::DEFAULT_DEADLINE,
+            deadline: defaults::CALL_DEADLINE,
             retry: RetryPolicy::builder(),
             receivers_deduplicate: true,
         }
@@ -169,7 +164,7 @@ impl<P, S> TransportBuilder<P, S> {
         self
     }
 
-    /// The overall budget of a call. Default [`DEFAULT_DEADLINE`].
+    /// The overall budget of a call. Default [`CALL_DEADLINE`](crate::defaults::CALL_DEADLINE).
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
         self

@@ -3,6 +3,7 @@
 
 mod support;
 
+use stage7_transport::defaults;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +12,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use stage7_transport::amqp::topology::queue_name;
-use stage7_transport::entity::DEFAULT_EPHEMERAL_QUEUE_EXPIRY;
 use stage7_transport::{Config, Entity, ErrorClass, Message, MessageType, Route};
 use support::proxy::{Mode, Proxy};
 use support::{
@@ -354,7 +354,7 @@ async fn a_generated_id_gets_a_queue_that_expires_and_a_chosen_one_keeps_its_que
     let refused = has_no_expiry(&queue_name("Echo", ephemeral.id()))
         .await
         .unwrap_err();
-    let expiry = DEFAULT_EPHEMERAL_QUEUE_EXPIRY.as_millis().to_string();
+    let expiry = defaults::EPHEMERAL_QUEUE_EXPIRY.as_millis().to_string();
     assert!(
         refused.contains("x-expires") && refused.contains(&expiry),
         "{refused}"

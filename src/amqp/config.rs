@@ -7,28 +7,9 @@ use lapin::uri::AMQPUri;
 
 use super::AmqpTransport;
 use crate::config::{Secret, redact_url};
+use crate::defaults;
 use crate::error::{Error, Result};
 use crate::message::Codec;
-
-/// Default heartbeat: 10 s, so a dead peer is noticed within ~20 s even
-/// when no traffic flows.
-pub const DEFAULT_HEARTBEAT: u16 = 10;
-/// Default limit on establishing a connection: 2 s.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Default first wait before reconnecting: 20 ms, so a dropped connection
-/// is replaced at once.
-pub const DEFAULT_RECONNECT_MIN: Duration = Duration::from_millis(20);
-/// Default longest wait between reconnection attempts: 500 ms (up to 1 s
-/// with jitter), so a broker that returns is in use again within a second.
-pub const DEFAULT_RECONNECT_MAX: Duration = Duration::from_millis(500);
-/// Default number of calls awaiting the broker's confirm (or a reply) at
-/// once, beyond which `poll_ready` waits: 4096. The broker confirms a
-/// persistent message once it is on disk, which can take a few hundred
-/// milliseconds; a request's reply usually comes first, yet its permit is
-/// held until the confirm. At 10 000 calls a second, 1024 ran out. The
-/// window also bounds what lapin buffers: at most this many unconfirmed
-/// publishes, each up to the codec's message size limit.
-pub const DEFAULT_WINDOW: usize = 4096;
 
 /// Settings shared by the transport's supervisor, publisher and consumers.
 pub(crate) struct Settings {
@@ -74,11 +55,11 @@ impl Builder {
         Self {
             url,
             connection_name: format!("stage7-transport pid {}", std::process::id()),
-            heartbeat: DEFAULT_HEARTBEAT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            reconnect_min: DEFAULT_RECONNECT_MIN,
-            reconnect_max: DEFAULT_RECONNECT_MAX,
-            window: DEFAULT_WINDOW,
+            heartbeat: defaults::AMQP_HEARTBEAT,
+            connect_timeout: defaults::AMQP_CONNECT_TIMEOUT,
+            reconnect_min: defaults::AMQP_RECONNECT_MIN,
+            reconnect_max: defaults::AMQP_RECONNECT_MAX,
+            window: defaults::AMQP_WINDOW,
             codec: Codec::default(),
         }
     }
@@ -91,22 +72,22 @@ impl Builder {
     }
 
     /// Heartbeat interval in seconds, unless the URL sets `heartbeat`.
-    /// Default [`DEFAULT_HEARTBEAT`].
+    /// Default [`AMQP_HEARTBEAT`](crate::defaults::AMQP_HEARTBEAT).
     pub fn heartbeat(mut self, seconds: u16) -> Self {
         self.heartbeat = seconds;
         self
     }
 
     /// Limit on establishing one connection. Default
-    /// [`DEFAULT_CONNECT_TIMEOUT`].
+    /// [`AMQP_CONNECT_TIMEOUT`](crate::defaults::AMQP_CONNECT_TIMEOUT).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// Waits between reconnection attempts: jittered, growing from `min` to
-    /// `max`, never giving up. Default [`DEFAULT_RECONNECT_MIN`] to
-    /// [`DEFAULT_RECONNECT_MAX`].
+    /// `max`, never giving up. Default [`AMQP_RECONNECT_MIN`](crate::defaults::AMQP_RECONNECT_MIN) to
+    /// [`AMQP_RECONNECT_MAX`](crate::defaults::AMQP_RECONNECT_MAX).
     pub fn reconnect(mut self, min: Duration, max: Duration) -> Self {
         self.reconnect_min = min;
         self.reconnect_max = max;
@@ -114,7 +95,7 @@ impl Builder {
     }
 
     /// Calls awaiting a confirm or a reply at once; past it `poll_ready`
-    /// waits instead of buffering. Default [`DEFAULT_WINDOW`].
+    /// waits instead of buffering. Default [`AMQP_WINDOW`](crate::defaults::AMQP_WINDOW).
     pub fn window(mut self, calls: usize) -> Self {
         self.window = calls;
         self

@@ -24,14 +24,11 @@ use super::topology::{
     routing_key,
 };
 
+use crate::defaults;
 use crate::error::{Error, ErrorBody};
 use crate::handler::{BoxHandler, Handler, unsendable_reply};
 use crate::layer::dedup::{Dedup, DedupLayer};
 use crate::message::{APPLICATION_JSON, Codec, Message, is_json};
-
-/// Default number of unacknowledged messages a consumer holds, which is also
-/// how many handlers run at once: 64.
-pub const DEFAULT_PREFETCH: u16 = 64;
 
 /// How long a consumer waits before re-declaring after a failed setup on a
 /// live connection: 1 s.
@@ -83,7 +80,7 @@ impl Subscription {
             id: id.into(),
             component_type: component_type.into(),
             handler: BoxHandler::new(handler),
-            prefetch: DEFAULT_PREFETCH,
+            prefetch: defaults::PREFETCH,
             work_queue: false,
             dedup: None,
             expires: None,
@@ -91,7 +88,7 @@ impl Subscription {
     }
 
     /// Unacknowledged messages held at once, and so handlers run at once.
-    /// Default [`DEFAULT_PREFETCH`].
+    /// Default [`PREFETCH`](crate::defaults::PREFETCH).
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch.max(1);
         self

@@ -73,7 +73,7 @@ use tower::Service;
 
 pub use self::config::Builder;
 pub(crate) use self::consumer::expiry_ms;
-pub use self::consumer::{DEFAULT_PREFETCH, Subscriber, Subscription};
+pub use self::consumer::{Subscriber, Subscription};
 use self::supervisor::Shared;
 use crate::config::Secret;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};

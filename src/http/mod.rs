@@ -59,26 +59,12 @@ pub mod resolve;
 pub mod server;
 mod transport;
 
-use std::time::Duration;
-
 pub use self::resolve::{
     PostOfficeResolver, Resolve, ResolveFuture, ResolverChain, StaticResolver,
 };
 pub use self::server::{HttpServer, ServerHandle};
 pub use self::transport::{HttpTransport, HttpTransportBuilder, ResponseFuture};
 use crate::message::APPLICATION_JSON;
-
-/// Default limit on opening a connection: 2 s.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Default limit on one exchange, sending to the end of the reply: 10 s,
-/// the stack's default attempt timeout.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = crate::stack::DEFAULT_ATTEMPT_TIMEOUT;
-/// Default time an unused pooled connection stays open: 4 s, under the 5 s
-/// after which Node's HTTP servers close idle connections, so a request is
-/// never sent on a connection the peer is closing.
-pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-/// Default number of idle connections kept per host: 256.
-pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
 
 const MESSAGE_PATH: &str = "/message";
 const X_REQUEST_ID: &str = "x-request-id";

@@ -34,12 +34,9 @@ use tokio::time::Instant;
 use super::classify::causes;
 use super::client::{Client, bearer, new_client};
 use crate::config::{Config, Secret, redact_url};
+use crate::defaults;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
 
-/// Default time a PostOffice answer is reused: 30 s.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
-/// Default limit on one PostOffice lookup: 2 s.
-pub const DEFAULT_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest PostOffice answer read: 64 KiB.
 const MAX_LOOKUP_BODY: usize = 64 * 1024;
 /// Cached PostOffice answers kept before expired ones are swept.
@@ -293,7 +290,7 @@ impl Resolve for StaticResolver {
 /// message was not sent — which lets a [`ResolverChain`] try its next
 /// resolver.
 ///
-/// Answers are cached for [`DEFAULT_TTL`]; unknown recipients are not, so a
+/// Answers are cached for [`ROUTE_CACHE_TTL`](crate::defaults::ROUTE_CACHE_TTL); unknown recipients are not, so a
 /// component that registers is found at once. Calls that need the same
 /// recipient while it is being looked up wait for that lookup rather than
 /// sending their own: when the broker goes down and every call turns to
@@ -335,19 +332,19 @@ impl PostOfficeResolver {
         Ok(Self {
             base,
             client: new_client(
-                super::DEFAULT_CONNECT_TIMEOUT,
-                super::DEFAULT_POOL_IDLE_TIMEOUT,
+                defaults::HTTP_CONNECT_TIMEOUT,
+                defaults::HTTP_POOL_IDLE_TIMEOUT,
                 LOOKUP_IDLE_CONNECTIONS,
             ),
             authorization: None,
-            ttl: DEFAULT_TTL,
-            timeout: DEFAULT_LOOKUP_TIMEOUT,
+            ttl: defaults::ROUTE_CACHE_TTL,
+            timeout: defaults::LOOKUP_TIMEOUT,
             cache: Arc::default(),
             lookups: Arc::default(),
         })
     }
 
-    /// How long an answer is reused. Default [`DEFAULT_TTL`]; zero disables
+    /// How long an answer is reused. Default [`ROUTE_CACHE_TTL`](crate::defaults::ROUTE_CACHE_TTL); zero disables
     /// the cache.
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
@@ -355,7 +352,7 @@ impl PostOfficeResolver {
     }
 
     /// The limit on one lookup, connection included. Default
-    /// [`DEFAULT_LOOKUP_TIMEOUT`].
+    /// [`LOOKUP_TIMEOUT`](crate::defaults::LOOKUP_TIMEOUT).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

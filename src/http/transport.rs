@@ -18,13 +18,11 @@ use tower::Service;
 use super::classify;
 use super::client::{Client, bearer, new_client};
 use super::resolve::{Resolve, ResolverChain, join};
-use super::{
-    APPLICATION_JSON, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_IDLE_TIMEOUT,
-    DEFAULT_POOL_MAX_IDLE_PER_HOST, DEFAULT_REQUEST_TIMEOUT, MESSAGE_PATH, X_REQUEST_ID,
-};
+use super::{APPLICATION_JSON, MESSAGE_PATH, X_REQUEST_ID};
 use crate::config::{Config, Secret};
+use crate::defaults;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
-use crate::message::{Codec, DEFAULT_MAX_MESSAGE_SIZE, Message};
+use crate::message::{Codec, Message};
 use crate::transport::{Delivery, Route};
 
 /// Sends messages as `POST {base}/message`, the base URL found by a
@@ -85,11 +83,11 @@ impl HttpTransport {
         HttpTransportBuilder {
             resolver: Arc::new(resolver),
             token: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
-            pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
-            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            connect_timeout: defaults::HTTP_CONNECT_TIMEOUT,
+            request_timeout: defaults::HTTP_REQUEST_TIMEOUT,
+            pool_idle_timeout: defaults::HTTP_POOL_IDLE_TIMEOUT,
+            pool_max_idle_per_host: defaults::HTTP_POOL_MAX_IDLE_PER_HOST,
+            max_message_size: defaults::MAX_MESSAGE_SIZE,
         }
     }
 
@@ -250,7 +248,7 @@ impl HttpTransportBuilder {
 
     /// The limit on opening a connection; past it the message is
     /// [not delivered](crate::ErrorClass::NotDelivered). Default
-    /// [`DEFAULT_CONNECT_TIMEOUT`].
+    /// [`HTTP_CONNECT_TIMEOUT`](crate::defaults::HTTP_CONNECT_TIMEOUT).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -260,28 +258,28 @@ impl HttpTransportBuilder {
     /// the reply, capped by the message [deadline](Message::deadline); past
     /// it the outcome is [unknown](crate::ErrorClass::UnknownOutcome) —
     /// conservatively so, even when it passes while connecting. Default
-    /// [`DEFAULT_REQUEST_TIMEOUT`].
+    /// [`HTTP_REQUEST_TIMEOUT`](crate::defaults::HTTP_REQUEST_TIMEOUT).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
     /// How long an unused pooled connection stays open. Default
-    /// [`DEFAULT_POOL_IDLE_TIMEOUT`].
+    /// [`HTTP_POOL_IDLE_TIMEOUT`](crate::defaults::HTTP_POOL_IDLE_TIMEOUT).
     pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pool_idle_timeout = timeout;
         self
     }
 
     /// Idle connections kept per host. Default
-    /// [`DEFAULT_POOL_MAX_IDLE_PER_HOST`].
+    /// [`HTTP_POOL_MAX_IDLE_PER_HOST`](crate::defaults::HTTP_POOL_MAX_IDLE_PER_HOST).
     pub fn pool_max_idle_per_host(mut self, connections: usize) -> Self {
         self.pool_max_idle_per_host = connections;
         self
     }
 
     /// Largest encoded message sent or reply read, in bytes. Default
-    /// [`DEFAULT_MAX_MESSAGE_SIZE`].
+    /// [`MAX_MESSAGE_SIZE`](crate::defaults::MAX_MESSAGE_SIZE).
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
         self

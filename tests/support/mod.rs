@@ -4,12 +4,12 @@
 pub(crate) mod peer;
 pub(crate) mod proxy;
 
+use stage7_transport::defaults;
 use std::convert::Infallible;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use stage7_transport::config::DEFAULT_RABBITMQ_URL;
 use stage7_transport::{Config, Entity, EntityBuilder, Handler, Message};
 
 /// Everything every `tracing` event of this test process wrote, at TRACE
@@ -66,7 +66,7 @@ pub(crate) fn logs() -> Logs {
 
 /// The broker every AMQP test uses: `RABBITMQ_URL`, or the local default.
 pub(crate) fn amqp_url() -> String {
-    std::env::var("RABBITMQ_URL").unwrap_or_else(|_| DEFAULT_RABBITMQ_URL.to_owned())
+    std::env::var("RABBITMQ_URL").unwrap_or_else(|_| defaults::RABBITMQ_URL.to_owned())
 }
 
 /// An entity configuration that reaches the broker at [`amqp_url`].

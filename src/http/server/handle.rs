@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorClass, ErrorKind, Result};
 /// A running endpoint: its address, its readiness, and the way to stop it.
 ///
 /// Dropping the handle shuts the endpoint down in the background as
-/// [`shutdown`](Self::shutdown) with [`DEFAULT_SHUTDOWN_GRACE`](super::DEFAULT_SHUTDOWN_GRACE)
+/// [`shutdown`](Self::shutdown) with [`SHUTDOWN_GRACE`](crate::defaults::SHUTDOWN_GRACE)
 /// would.
 pub struct ServerHandle {
     pub(super) local_addr: SocketAddr,

@@ -73,24 +73,11 @@ use tower::Layer;
 use self::endpoint::Endpoint;
 pub use self::handle::ServerHandle;
 use crate::config::Secret;
+use crate::defaults;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
 use crate::handler::Handler;
 use crate::layer::dedup::DedupLayer;
-use crate::message::{Codec, DEFAULT_MAX_MESSAGE_SIZE};
-
-/// Default largest request body: 1 MiB, the default message size limit.
-pub const DEFAULT_MAX_BODY_SIZE: usize = DEFAULT_MAX_MESSAGE_SIZE;
-/// Default time a client has to send its request headers (and the longest a
-/// keep-alive connection stays idle): 30 s.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default time to read a message and run its handler: 30 s, the longest
-/// call deadline of the stack's defaults.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = crate::stack::DEFAULT_DEADLINE;
-/// Default number of messages handled at once: 1024.
-pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 1024;
-/// Grace period for requests in progress when a [`ServerHandle`] is dropped
-/// rather than shut down: 10 s.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+use crate::message::Codec;
 
 /// Pause after a failed `accept` (out of file descriptors, say) so the loop
 /// does not spin.
@@ -118,17 +105,17 @@ impl HttpServer {
     /// The default settings.
     pub fn new() -> Self {
         Self {
-            max_body_size: DEFAULT_MAX_BODY_SIZE,
+            max_body_size: defaults::MAX_MESSAGE_SIZE,
             token: None,
-            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            header_read_timeout: defaults::SERVER_HEADER_READ_TIMEOUT,
+            request_timeout: defaults::SERVER_HANDLER_TIMEOUT,
+            max_concurrent_requests: defaults::SERVER_MAX_CONCURRENT_REQUESTS,
             dedup: None,
         }
     }
 
     /// Largest request body, in bytes; larger ones get `413`. Default
-    /// [`DEFAULT_MAX_BODY_SIZE`].
+    /// [`MAX_MESSAGE_SIZE`](crate::defaults::MAX_MESSAGE_SIZE).
     pub fn max_body_size(mut self, bytes: usize) -> Self {
         self.max_body_size = bytes;
         self
@@ -143,14 +130,14 @@ impl HttpServer {
 
     /// Time a client has to send its request headers; past it the
     /// connection is closed. Also the longest a keep-alive connection stays
-    /// idle. Default [`DEFAULT_HEADER_READ_TIMEOUT`].
+    /// idle. Default [`SERVER_HEADER_READ_TIMEOUT`](crate::defaults::SERVER_HEADER_READ_TIMEOUT).
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
         self
     }
 
     /// Time to read a message body and run the handler; past it the answer
-    /// is `504`. Default [`DEFAULT_REQUEST_TIMEOUT`].
+    /// is `504`. Default [`SERVER_HANDLER_TIMEOUT`](crate::defaults::SERVER_HANDLER_TIMEOUT).
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
@@ -159,7 +146,7 @@ impl HttpServer {
     /// Requests in progress at once; more get `503` with `Retry-After` at
     /// once, never a queue. A request stops counting when it is answered,
     /// `504` included, even if its handler run goes on to completion.
-    /// Default [`DEFAULT_MAX_CONCURRENT_REQUESTS`].
+    /// Default [`SERVER_MAX_CONCURRENT_REQUESTS`](crate::defaults::SERVER_MAX_CONCURRENT_REQUESTS).
     pub fn max_concurrent_requests(mut self, requests: usize) -> Self {
         self.max_concurrent_requests = requests;
         self
@@ -282,7 +269,7 @@ async fn run<H: Handler>(
     let grace = loop {
         tokio::select! {
             biased;
-            grace = &mut stop => break grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            grace = &mut stop => break grace.unwrap_or(defaults::SHUTDOWN_GRACE),
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     if let Err(error) = stream.set_nodelay(true) {

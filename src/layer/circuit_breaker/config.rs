@@ -7,28 +7,8 @@ use std::time::Duration;
 use super::layer::CircuitBreakerLayer;
 use super::registry::Registry;
 use super::state::{FailureRate, Settings};
+use crate::defaults;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
-
-/// Default: trip after 5 failures in a row.
-pub const DEFAULT_CONSECUTIVE_FAILURES: u32 = 5;
-/// Default: trip at a 50 % failure rate…
-pub const DEFAULT_FAILURE_RATE: f32 = 0.5;
-/// …over the last 20 calls…
-pub const DEFAULT_WINDOW: u32 = 20;
-/// …once 10 of them are counted.
-pub const DEFAULT_MIN_CALLS: u32 = 10;
-/// Default first break: 250 ms, short because the fallback branch carries
-/// the traffic meanwhile and the primary should be probed again soon.
-pub const DEFAULT_BREAK: Duration = Duration::from_millis(250);
-/// Default growth of the break per open in a row: ×2.
-pub const DEFAULT_BREAK_GROWTH: f32 = 2.0;
-/// Default longest break: 500 ms, so a recovered primary is probed within
-/// half a second; probing a backend that fails fast costs little.
-pub const DEFAULT_MAX_BREAK: Duration = Duration::from_millis(500);
-/// Default probes admitted while half-open: 1.
-pub const DEFAULT_HALF_OPEN_PROBES: u32 = 1;
-/// Default number of keys with their own circuit: 1024.
-pub const DEFAULT_MAX_KEYS: usize = 1024;
 
 /// How a call's result counts for the breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,18 +69,18 @@ impl Default for Builder {
         Self {
             name: None,
             settings: Settings {
-                consecutive_failures: Some(DEFAULT_CONSECUTIVE_FAILURES),
+                consecutive_failures: Some(defaults::BREAKER_CONSECUTIVE_FAILURES),
                 failure_rate: Some(FailureRate {
-                    threshold: DEFAULT_FAILURE_RATE,
-                    window: DEFAULT_WINDOW,
-                    min_calls: DEFAULT_MIN_CALLS,
+                    threshold: defaults::BREAKER_FAILURE_RATE,
+                    window: defaults::BREAKER_WINDOW,
+                    min_calls: defaults::BREAKER_MIN_CALLS,
                 }),
-                break_duration: DEFAULT_BREAK,
-                break_growth: DEFAULT_BREAK_GROWTH,
-                max_break: DEFAULT_MAX_BREAK,
-                half_open_probes: DEFAULT_HALF_OPEN_PROBES,
+                break_duration: defaults::BREAKER_BREAK,
+                break_growth: defaults::BREAKER_BREAK_GROWTH,
+                max_break: defaults::BREAKER_MAX_BREAK,
+                half_open_probes: defaults::BREAKER_HALF_OPEN_PROBES,
             },
-            max_keys: DEFAULT_MAX_KEYS,
+            max_keys: defaults::BREAKER_MAX_KEYS,
             classify: Arc::new(classify),
         }
     }
@@ -121,7 +101,7 @@ impl Builder {
     }
 
     /// Trip after this many failures in a row; `None` disables the rule.
-    /// Default [`DEFAULT_CONSECUTIVE_FAILURES`].
+    /// Default [`BREAKER_CONSECUTIVE_FAILURES`](crate::defaults::BREAKER_CONSECUTIVE_FAILURES).
     pub fn consecutive_failures(mut self, failures: Option<u32>) -> Self {
         self.settings.consecutive_failures = failures;
         self
@@ -129,8 +109,8 @@ impl Builder {
 
     /// Trip at this failure share over the last `window` calls, once
     /// `min_calls` are counted; `None` disables the rule. Default
-    /// [`DEFAULT_FAILURE_RATE`] over [`DEFAULT_WINDOW`] with
-    /// [`DEFAULT_MIN_CALLS`].
+    /// [`BREAKER_FAILURE_RATE`](crate::defaults::BREAKER_FAILURE_RATE) over [`BREAKER_WINDOW`](crate::defaults::BREAKER_WINDOW) with
+    /// [`BREAKER_MIN_CALLS`](crate::defaults::BREAKER_MIN_CALLS).
     pub fn failure_rate(mut self, rate: Option<(f32, u32, u32)>) -> Self {
         self.settings.failure_rate = rate.map(|(threshold, window, min_calls)| FailureRate {
             threshold,
@@ -140,27 +120,27 @@ impl Builder {
         self
     }
 
-    /// The first break. Default [`DEFAULT_BREAK`].
+    /// The first break. Default [`BREAKER_BREAK`](crate::defaults::BREAKER_BREAK).
     pub fn break_duration(mut self, duration: Duration) -> Self {
         self.settings.break_duration = duration;
         self
     }
 
     /// How much longer each further open in a row lasts. Default
-    /// [`DEFAULT_BREAK_GROWTH`]; 1 keeps it constant.
+    /// [`BREAKER_BREAK_GROWTH`](crate::defaults::BREAKER_BREAK_GROWTH); 1 keeps it constant.
     pub fn break_growth(mut self, growth: f32) -> Self {
         self.settings.break_growth = growth;
         self
     }
 
-    /// The longest break. Default [`DEFAULT_MAX_BREAK`].
+    /// The longest break. Default [`BREAKER_MAX_BREAK`](crate::defaults::BREAKER_MAX_BREAK).
     pub fn max_break(mut self, duration: Duration) -> Self {
         self.settings.max_break = duration;
         self
     }
 
     /// Probes admitted while half-open, all of which must succeed to close.
-    /// Default [`DEFAULT_HALF_OPEN_PROBES`].
+    /// Default [`BREAKER_HALF_OPEN_PROBES`](crate::defaults::BREAKER_HALF_OPEN_PROBES).
     pub fn half_open_probes(mut self, probes: u32) -> Self {
         self.settings.half_open_probes = probes;
         self
@@ -168,7 +148,7 @@ impl Builder {
 
     /// How many keys get a circuit of their own. Past it, the least recently
     /// used closed circuit is recycled; when none is closed, new keys share
-    /// one overflow circuit. Default [`DEFAULT_MAX_KEYS`].
+    /// one overflow circuit. Default [`BREAKER_MAX_KEYS`](crate::defaults::BREAKER_MAX_KEYS).
     pub fn max_keys(mut self, keys: usize) -> Self {
         self.max_keys = keys;
         self

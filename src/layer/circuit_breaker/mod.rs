@@ -54,11 +54,7 @@ use std::task::{Context, Poll};
 
 use tower::Service;
 
-pub use self::config::{
-    Builder, DEFAULT_BREAK, DEFAULT_BREAK_GROWTH, DEFAULT_CONSECUTIVE_FAILURES,
-    DEFAULT_FAILURE_RATE, DEFAULT_HALF_OPEN_PROBES, DEFAULT_MAX_BREAK, DEFAULT_MAX_KEYS,
-    DEFAULT_MIN_CALLS, DEFAULT_WINDOW, Outcome, classify,
-};
+pub use self::config::{Builder, Outcome, classify};
 pub use self::future::ResponseFuture;
 pub use self::handle::BreakerHandle;
 pub use self::layer::CircuitBreakerLayer;

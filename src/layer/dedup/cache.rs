@@ -8,16 +8,6 @@ use tokio::time::Instant;
 
 use super::slot::Slot;
 
-/// Default number of ids remembered: 100 000. Each keeps its handler's
-/// reply (for synchronous messages) until it is forgotten, so the memory this
-/// takes is about 100 000 times your typical reply size, plus ~100 bytes an
-/// id; lower it with [`DedupLayer::with_limits`](super::DedupLayer::with_limits)
-/// for large replies.
-pub const DEFAULT_CAPACITY: usize = 100_000;
-/// Default time an id is remembered: 10 minutes, longer than any sender
-/// keeps retrying.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
-
 type Cell = Arc<Slot>;
 
 #[derive(Debug)]

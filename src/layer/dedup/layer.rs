@@ -1,10 +1,11 @@
+use crate::defaults;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tower::Layer;
 
 use super::Dedup;
-use super::cache::{Cache, DEFAULT_CAPACITY, DEFAULT_TTL};
+use super::cache::Cache;
 
 /// Applies [`Dedup`] to a handler. Every handler this layer wraps shares one
 /// memory of seen ids.
@@ -14,9 +15,9 @@ pub struct DedupLayer {
 }
 
 impl DedupLayer {
-    /// Remembers up to [`DEFAULT_CAPACITY`] ids for [`DEFAULT_TTL`].
+    /// Remembers up to [`DEDUP_CAPACITY`](crate::defaults::DEDUP_CAPACITY) ids for [`DEDUP_WINDOW`](crate::defaults::DEDUP_WINDOW).
     pub fn new() -> Self {
-        Self::with_limits(DEFAULT_CAPACITY, DEFAULT_TTL)
+        Self::with_limits(defaults::DEDUP_CAPACITY, defaults::DEDUP_WINDOW)
     }
 
     /// Remembers up to `capacity` ids (at least one), each for `ttl`.

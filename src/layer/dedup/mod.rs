@@ -60,7 +60,6 @@ use std::task::{Context, Poll};
 use tower::Service;
 
 use self::cache::Cache;
-pub use self::cache::{DEFAULT_CAPACITY, DEFAULT_TTL};
 pub use self::layer::DedupLayer;
 use self::slot::{Run, Slot, Turn};
 use crate::error::{BoxError, Error};

@@ -6,17 +6,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::time::Instant;
 
+use crate::defaults;
 use crate::error::{Error, Result};
 
 /// Thousandths of a retry token.
 const TOKEN: i64 = 1000;
-
-/// Default share of calls that may be retried: 20 %.
-pub const DEFAULT_RETRY_RATIO: f64 = 0.2;
-/// Default retries allowed per second whatever the traffic: 10.
-pub const DEFAULT_MIN_RETRIES_PER_SEC: u32 = 10;
-/// Default number of retry tokens that may accumulate: 100.
-pub const DEFAULT_MAX_TOKENS: u32 = 100;
 
 /// Limits retries to a share of calls so they cannot multiply load during an
 /// outage.
@@ -130,9 +124,9 @@ impl RetryBudget {
 impl Default for RetryBudget {
     fn default() -> Self {
         Self::unchecked(
-            DEFAULT_RETRY_RATIO,
-            DEFAULT_MIN_RETRIES_PER_SEC,
-            DEFAULT_MAX_TOKENS,
+            defaults::RETRY_RATIO,
+            defaults::RETRY_MIN_PER_SEC,
+            defaults::RETRY_MAX_TOKENS,
         )
     }
 }

@@ -39,15 +39,10 @@ use std::task::{Context, Poll};
 use tower::Service;
 use tower::retry::Policy;
 
-pub use self::budget::{
-    DEFAULT_MAX_TOKENS, DEFAULT_MIN_RETRIES_PER_SEC, DEFAULT_RETRY_RATIO, RetryBudget,
-};
+pub use self::budget::RetryBudget;
 pub use self::future::ResponseFuture;
 pub use self::layer::RetryLayer;
-pub use self::policy::{
-    DEFAULT_FACTOR, DEFAULT_MAX_DELAY, DEFAULT_MAX_RETRIES, DEFAULT_MIN_DELAY, RetryPolicy,
-    RetryPolicyBuilder,
-};
+pub use self::policy::{RetryPolicy, RetryPolicyBuilder};
 use crate::error::Error;
 use crate::message::Message;
 

@@ -7,17 +7,9 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tokio::time::{Instant, Sleep, sleep};
 
 use super::budget::RetryBudget;
+use crate::defaults;
 use crate::error::{Error, Result};
 use crate::message::Message;
-
-/// Default first delay before a retry: 10 ms.
-pub const DEFAULT_MIN_DELAY: Duration = Duration::from_millis(10);
-/// Default longest delay between retries: 1 s.
-pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(1);
-/// Default growth of the delay per retry: ×2.
-pub const DEFAULT_FACTOR: f32 = 2.0;
-/// Default number of retries after the first attempt: 3.
-pub const DEFAULT_MAX_RETRIES: usize = 3;
 
 /// Decides which failed calls to repeat, and when.
 ///
@@ -166,10 +158,10 @@ pub struct RetryPolicyBuilder {
 impl Default for RetryPolicyBuilder {
     fn default() -> Self {
         Self {
-            min_delay: DEFAULT_MIN_DELAY,
-            max_delay: DEFAULT_MAX_DELAY,
-            factor: DEFAULT_FACTOR,
-            max_retries: DEFAULT_MAX_RETRIES,
+            min_delay: defaults::RETRY_MIN_DELAY,
+            max_delay: defaults::RETRY_MAX_DELAY,
+            factor: defaults::RETRY_FACTOR,
+            max_retries: defaults::MAX_RETRIES,
             jitter: true,
             receivers_deduplicate: true,
             budget: None,
@@ -178,27 +170,27 @@ impl Default for RetryPolicyBuilder {
 }
 
 impl RetryPolicyBuilder {
-    /// The delay before the first retry. Default [`DEFAULT_MIN_DELAY`].
+    /// The delay before the first retry. Default [`RETRY_MIN_DELAY`](crate::defaults::RETRY_MIN_DELAY).
     pub fn min_delay(mut self, delay: Duration) -> Self {
         self.min_delay = delay;
         self
     }
 
-    /// The longest delay between retries. Default [`DEFAULT_MAX_DELAY`].
+    /// The longest delay between retries. Default [`RETRY_MAX_DELAY`](crate::defaults::RETRY_MAX_DELAY).
     pub fn max_delay(mut self, delay: Duration) -> Self {
         self.max_delay = delay;
         self
     }
 
     /// How much each delay grows over the previous one. Default
-    /// [`DEFAULT_FACTOR`].
+    /// [`RETRY_FACTOR`](crate::defaults::RETRY_FACTOR).
     pub fn factor(mut self, factor: f32) -> Self {
         self.factor = factor;
         self
     }
 
     /// Retries after the first attempt; 0 disables retrying. Default
-    /// [`DEFAULT_MAX_RETRIES`].
+    /// [`MAX_RETRIES`](crate::defaults::MAX_RETRIES).
     pub fn max_retries(mut self, retries: usize) -> Self {
         self.max_retries = retries;
         self
