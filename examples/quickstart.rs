@@ -10,7 +10,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use serde_json::json;
-use stage7_transport::config::redact_url;
+use stage7_transport::url::redact_url;
 use stage7_transport::{Config, Entity, Message, MessageType, Route};
 use tokio::sync::mpsc;
 

@@ -33,64 +33,10 @@ use std::time::Duration;
 
 use crate::defaults;
 use crate::error::{Error, Result};
+use crate::secret::Secret;
+use crate::url::{parse_base, percent_encode, redact_url};
 
 const KNOWN_URLS: &[&str] = &["RABBITMQ_URL", "POSTOFFICE_URL"];
-
-/// A string that never shows in `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps `value`.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself: pass it on, never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(\"***\")")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// `url` with any password replaced by `***`, for logs.
-///
-/// ```
-/// assert_eq!(
-///     stage7_transport::config::redact_url("amqp://user:pw@host:5672/%2f"),
-///     "amqp://user:***@host:5672/%2f"
-/// );
-/// ```
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &rest[..colon],
-            &rest[at..]
-        ),
-        None => url.to_owned(),
-    }
-}
 
 /// Where to find the broker and peers, and the stack's main budgets.
 #[derive(Clone)]
@@ -229,7 +175,7 @@ impl Config {
                 // Other programs' `*_URL` variables (https, databases,
                 // credentials in the URL) are not routes; they are skipped,
                 // never fatal.
-                let route = candidate && crate::http::resolve::parse_base(value).is_ok();
+                let route = candidate && parse_base(value).is_ok();
                 if candidate && !route {
                     tracing::debug!(
                         variable = name.as_str(),
@@ -268,21 +214,6 @@ fn number(value: Option<&str>, name: &str) -> Result<Option<u64>> {
                 })
         })
         .transpose()
-}
-
-/// `text` with everything but unreserved characters percent-encoded, for
-/// URL user info, paths and query values.
-pub(crate) fn percent_encode(text: &str) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
 }
 
 impl fmt::Debug for Config {
@@ -381,12 +312,5 @@ mod tests {
             error.to_string().contains("amqps:// is not supported"),
             "{error}"
         );
-    }
-
-    #[test]
-    fn redacts_only_the_password() {
-        assert_eq!(redact_url("amqp://host:5672"), "amqp://host:5672");
-        assert_eq!(redact_url("amqp://user@host"), "amqp://user@host");
-        assert_eq!(redact_url("amqp://u:p@h/v@x"), "amqp://u:***@h/v@x");
     }
 }

@@ -55,18 +55,20 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 use crate::amqp::{AmqpTransport, Subscriber, Subscription};
-use crate::config::{Config, Secret, redact_url};
+use crate::config::Config;
 use crate::defaults;
 use crate::error::{Error, Result};
 use crate::handler::{BoxHandler, Handler};
 use crate::http::client::{Client, bearer, new_client};
-use crate::http::resolve::{join, parse_base};
 use crate::http::{HttpServer, HttpTransport, ResolverChain, ServerHandle, StaticResolver};
 use crate::layer::dedup::DedupLayer;
 use crate::layer::retry::{RetryPolicy, RetryPolicyBuilder};
 use crate::message::{Codec, Message};
+use crate::route::Route;
+use crate::secret::Secret;
 use crate::stack::{BranchConfig, Stack, TransportBuilder};
-use crate::transport::{Delivery, Route};
+use crate::transport::Delivery;
+use crate::url::{join, parse_base, redact_url};
 
 /// How long [`EntityBuilder::start`] waits for a broker that answers to
 /// have the entity's queue consumed, so the first calls already use AMQP.

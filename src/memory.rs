@@ -52,7 +52,8 @@ use tower::{Service, ServiceExt};
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
 use crate::handler::{BoxHandler, Handler};
 use crate::message::{Codec, Message};
-use crate::transport::{Delivery, Route};
+use crate::route::Route;
+use crate::transport::Delivery;
 
 /// The recipient that reaches every handler.
 pub const BROADCAST: &str = "all";

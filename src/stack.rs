@@ -15,7 +15,8 @@ use crate::layer::metrics::{Metrics, MetricsLayer};
 use crate::layer::retry::{Retry, RetryPolicy, RetryPolicyBuilder};
 use crate::layer::timeout::Timeout;
 use crate::message::Message;
-use crate::transport::{Delivery, Route};
+use crate::route::Route;
+use crate::transport::Delivery;
 
 /// Settings of one branch: its attempt timeout and its circuit breaker.
 ///

@@ -6,10 +6,11 @@ use std::time::Duration;
 use lapin::uri::AMQPUri;
 
 use super::AmqpTransport;
-use crate::config::{Secret, redact_url};
 use crate::defaults;
 use crate::error::{Error, Result};
 use crate::message::Codec;
+use crate::secret::Secret;
+use crate::url::redact_url;
 
 /// Settings shared by the transport's supervisor, publisher and consumers.
 pub(crate) struct Settings {

@@ -75,10 +75,11 @@ pub use self::config::Builder;
 pub(crate) use self::consumer::expiry_ms;
 pub use self::consumer::{Subscriber, Subscription};
 use self::supervisor::Shared;
-use crate::config::Secret;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
 use crate::message::Message;
-use crate::transport::{Delivery, Route};
+use crate::route::Route;
+use crate::secret::Secret;
+use crate::transport::Delivery;
 
 /// The AMQP backend. See the [module docs](self).
 ///

@@ -13,7 +13,8 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::topology::{EXCHANGE, routing_key};
 use crate::error::{Error, ErrorClass, ErrorKind};
 use crate::message::{APPLICATION_JSON, Message};
-use crate::transport::{Delivery, Route};
+use crate::route::Route;
+use crate::transport::Delivery;
 
 const PERSISTENT: u8 = 2;
 

@@ -24,7 +24,8 @@ use super::publisher::{Drain, Envelope, Settle, confirmed, drain, lost, mandator
 use super::topology::{ERROR_HEADER, EXCHANGE, REPLY_TO};
 use crate::error::{Error, ErrorBody, ErrorClass, ErrorKind};
 use crate::message::{Codec, Message};
-use crate::transport::{Delivery, Route};
+use crate::route::Route;
+use crate::transport::Delivery;
 
 type Waiter = oneshot::Sender<Result<AmqpDelivery, Error>>;
 

@@ -16,7 +16,8 @@ use http::{StatusCode, Uri};
 
 use crate::error::{Error, ErrorBody, ErrorClass, ErrorKind, Result};
 use crate::message::Codec;
-use crate::transport::{Delivery, Route};
+use crate::route::Route;
+use crate::transport::Delivery;
 
 /// Longest piece of a non-JSON error body quoted in an error.
 const QUOTE_LIMIT: usize = 200;

@@ -9,8 +9,8 @@ use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::config::Secret;
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// hyper-util's pooled HTTP/1 client over plain TCP.
 pub(crate) type Client = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;

@@ -26,16 +26,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, HeaderValue};
-use http::uri::PathAndQuery;
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use tokio::time::Instant;
 
 use super::classify::causes;
 use super::client::{Client, bearer, new_client};
-use crate::config::{Config, Secret, redact_url};
+use crate::config::Config;
 use crate::defaults;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
+use crate::secret::Secret;
+use crate::url::{join, parse_base, percent_encode};
 
 /// Largest PostOffice answer read: 64 KiB.
 const MAX_LOOKUP_BODY: usize = 64 * 1024;
@@ -137,49 +138,6 @@ impl fmt::Debug for ResolveFuture {
             .field("state", &state)
             .finish()
     }
-}
-
-/// Parses a base URL: `http://host[:port][/prefix]`, trailing `/` ignored.
-pub(crate) fn parse_base(url: &str) -> Result<Uri> {
-    let trimmed = url.trim().trim_end_matches('/');
-    let shown = || redact_url(trimmed);
-    let uri: Uri = trimmed
-        .parse()
-        .map_err(|e| Error::config(format!("`{}` is not a URL: {e}", shown())))?;
-    if uri.scheme() != Some(&http::uri::Scheme::HTTP) || uri.authority().is_none() {
-        return Err(Error::config(format!(
-            "`{}` is not an http://host:port URL (https is not supported)",
-            shown()
-        )));
-    }
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        return Err(Error::config(format!(
-            "`{}`: a base URL cannot carry credentials; set STAGE7_HTTP_TOKEN instead",
-            shown()
-        )));
-    }
-    if uri.query().is_some() {
-        return Err(Error::config(format!(
-            "`{}`: a base URL cannot have a query",
-            shown()
-        )));
-    }
-    Ok(uri)
-}
-
-/// `{base}{path}`: `path` (a query may follow it) after the base URL's own
-/// path, as a base like `http://host/prefix` means.
-///
-/// # Errors
-///
-/// [`Config`](crate::ErrorKind::Config) when the result is not a URI.
-pub(crate) fn join(base: &Uri, path: &str) -> Result<Uri> {
-    let invalid = |e: &dyn std::fmt::Display| Error::config(format!("{base} + {path}: {e}"));
-    let mut parts = base.clone().into_parts();
-    let prefix = base.path().trim_end_matches('/');
-    parts.path_and_query =
-        Some(PathAndQuery::try_from(format!("{prefix}{path}")).map_err(|e| invalid(&e))?);
-    Uri::from_parts(parts).map_err(|e| invalid(&e))
 }
 
 /// Compares names as `{NAME}_URL` variables are matched: without case, `-`
@@ -449,10 +407,7 @@ impl PostOfficeResolver {
 
     /// One `requestComponent` query: the first component's URL, if any.
     async fn query(&self, field: &str, recipient: &str) -> Result<Option<Uri>> {
-        let path = format!(
-            "/requestComponent?{field}={}",
-            crate::config::percent_encode(recipient)
-        );
+        let path = format!("/requestComponent?{field}={}", percent_encode(recipient));
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.uri_mut() = join(&self.base, &path)
             .map_err(|e| self.unavailable(recipient, format!("bad lookup URL: {}", e.detail())))?;
@@ -671,19 +626,6 @@ mod tests {
     }
 
     #[test]
-    fn paths_join_after_the_base_path() {
-        let join_to = |base: &str, path: &str| join(&parse_base(base).unwrap(), path).unwrap();
-        assert_eq!(
-            join_to("http://po:5020/", "/registerComponent"),
-            "http://po:5020/registerComponent"
-        );
-        assert_eq!(
-            join_to("http://po:5020/stage7/", "/requestComponent?id=a%20b"),
-            "http://po:5020/stage7/requestComponent?id=a%20b"
-        );
-    }
-
-    #[test]
     fn names_match_without_case_and_dash_or_underscore() {
         let table = StaticResolver::new([("capabilities_manager", "http://caps:5060/")]).unwrap();
         for name in [
@@ -750,14 +692,5 @@ mod tests {
         assert_eq!(error.kind(), ErrorKind::Unavailable);
         let empty = resolve_now(&ResolverChain::new(), "nobody").unwrap_err();
         assert_eq!(empty.kind(), ErrorKind::NoRoute);
-    }
-
-    #[test]
-    fn query_values_are_percent_encoded() {
-        assert_eq!(crate::config::percent_encode("brain-1"), "brain-1");
-        assert_eq!(
-            crate::config::percent_encode("a b&c=d/é"),
-            "a%20b%26c%3Dd%2F%C3%A9"
-        );
     }
 }

@@ -17,13 +17,16 @@ use tower::Service;
 
 use super::classify;
 use super::client::{Client, bearer, new_client};
-use super::resolve::{Resolve, ResolverChain, join};
+use super::resolve::{Resolve, ResolverChain};
 use super::{APPLICATION_JSON, MESSAGE_PATH, X_REQUEST_ID};
-use crate::config::{Config, Secret};
+use crate::config::Config;
 use crate::defaults;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
 use crate::message::{Codec, Message};
-use crate::transport::{Delivery, Route};
+use crate::route::Route;
+use crate::secret::Secret;
+use crate::transport::Delivery;
+use crate::url::join;
 
 /// Sends messages as `POST {base}/message`, the base URL found by a
 /// [`Resolve`]r. See the [module docs](super) for the wire contract and how

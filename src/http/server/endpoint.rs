@@ -14,11 +14,11 @@ use hyper::body::{Body, Incoming};
 use tokio::sync::Semaphore;
 
 use super::super::{APPLICATION_JSON, MESSAGE_PATH, X_REQUEST_ID};
-use crate::config::Secret;
 use crate::error::{Error, ErrorBody, ErrorClass, ErrorKind};
 use crate::handler::{Handler, unsendable_reply};
 use crate::layer::dedup::Dedup;
 use crate::message::{Codec, is_json};
+use crate::secret::Secret;
 
 const HEALTHY_PATH: &str = "/healthy";
 const READY_PATH: &str = "/ready";

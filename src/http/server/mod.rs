@@ -72,12 +72,12 @@ use tower::Layer;
 
 use self::endpoint::Endpoint;
 pub use self::handle::ServerHandle;
-use crate::config::Secret;
 use crate::defaults;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
 use crate::handler::Handler;
 use crate::layer::dedup::DedupLayer;
 use crate::message::Codec;
+use crate::secret::Secret;
 
 /// Pause after a failed `accept` (out of file descriptors, say) so the loop
 /// does not spin.

@@ -10,7 +10,8 @@ use tower_test::mock;
 use super::*;
 use crate::ErrorKind;
 use crate::handler::handler_error;
-use crate::transport::{Delivery, Route};
+use crate::route::Route;
+use crate::transport::Delivery;
 
 fn request(to: &str) -> Message {
     Message::request(to, json!({}))

@@ -109,7 +109,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{Delivery, Route};
+    use crate::route::Route;
+    use crate::transport::Delivery;
     use crate::{ErrorClass, MessageType};
     use std::future::pending;
     use tower::{ServiceExt, service_fn};

@@ -6,7 +6,8 @@ use tower::{Service, ServiceExt, service_fn};
 
 use super::*;
 use crate::ErrorClass;
-use crate::transport::{Delivery, Route};
+use crate::route::Route;
+use crate::transport::Delivery;
 
 fn backend(
     route: Route,

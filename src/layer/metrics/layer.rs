@@ -3,7 +3,7 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::{Handles, Metrics, Scope};
-use crate::transport::Route;
+use crate::route::Route;
 
 /// Applies [`Metrics`] to a service.
 #[derive(Debug, Clone)]

@@ -45,7 +45,8 @@ pub use self::future::ResponseFuture;
 pub use self::layer::MetricsLayer;
 use crate::error::{Error, ErrorClass};
 use crate::message::Message;
-use crate::transport::{Delivery, Route};
+use crate::route::Route;
+use crate::transport::Delivery;
 
 /// Records metrics and a tracing span for each call. See the
 /// [module docs](self).

@@ -7,7 +7,8 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt, service_fn};
 
 use super::*;
-use crate::transport::{Delivery, Route};
+use crate::route::Route;
+use crate::transport::Delivery;
 use crate::{ErrorClass, ErrorKind};
 
 /// Fails with `error()` for the first `failures` calls, counting calls.

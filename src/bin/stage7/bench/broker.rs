@@ -12,7 +12,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 use stage7_transport::amqp::topology::{EXCHANGE, declare_exchange, routing_key};
 use stage7_transport::amqp::{AmqpTransport, Subscriber, Subscription};
-use stage7_transport::config::redact_url;
+use stage7_transport::url::redact_url;
 use stage7_transport::{BranchConfig, Config, Handler, Message, Route, Stack, TransportBuilder};
 
 /// The broker URL from the environment (`RABBITMQ_URL`, or the

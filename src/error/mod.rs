@@ -24,162 +24,25 @@
 //! assert!(error.is_retryable(false));
 //! ```
 
+mod body;
+mod class;
+mod kind;
+
 use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
-use crate::transport::Route;
+pub use self::body::ErrorBody;
+pub use self::class::ErrorClass;
+pub use self::kind::ErrorKind;
+use crate::route::Route;
 
 /// A type-erased error, as tower uses for `Service::Error` bounds.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// `Result` with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// What is safe to do after an error: the decision every resilience layer
-/// makes is a function of this alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorClass {
-    /// The message certainly did not reach a receiver: connection down before
-    /// publish, broker nack, unroutable return, circuit open, connection
-    /// refused, overloaded peer. Falling back and retrying are always safe.
-    NotDelivered,
-    /// The message may have reached a receiver: timeout after publish,
-    /// connection lost with a reply pending, `5xx` after the request was sent.
-    /// Repeating it is safe only because receivers de-duplicate on `id`.
-    UnknownOutcome,
-    /// A receiver or the input refused the message: handler error, bad input,
-    /// unauthorized, too large. Repeating it cannot succeed; never retried.
-    Rejected,
-}
-
-impl ErrorClass {
-    /// A short lowercase name, used in logs and metric labels.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::NotDelivered => "not_delivered",
-            Self::UnknownOutcome => "unknown_outcome",
-            Self::Rejected => "rejected",
-        }
-    }
-
-    /// Parses [`as_str`](Self::as_str)'s output.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "not_delivered" => Some(Self::NotDelivered),
-            "unknown_outcome" => Some(Self::UnknownOutcome),
-            "rejected" => Some(Self::Rejected),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for ErrorClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::NotDelivered => "not delivered",
-            Self::UnknownOutcome => "outcome unknown",
-            Self::Rejected => "rejected",
-        })
-    }
-}
-
-macro_rules! error_kinds {
-    ($($(#[$doc:meta])* $kind:ident => $name:literal,)*) => {
-        /// What happened.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum ErrorKind {
-            $($(#[$doc])* $kind,)*
-        }
-
-        impl ErrorKind {
-            /// Every kind, in declaration order.
-            #[cfg(test)]
-            pub(crate) const ALL: &[ErrorKind] = &[$(Self::$kind,)*];
-
-            /// A short lowercase name, used in logs, metric labels and the
-            /// `kind` field of error replies.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$kind => $name,)*
-                }
-            }
-
-            /// Parses [`as_str`](Self::as_str)'s output, as received in error
-            /// replies from a peer.
-            pub fn parse(name: &str) -> Option<Self> {
-                match name {
-                    $($name => Some(Self::$kind),)*
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-error_kinds! {
-    /// No connection to the broker or peer: not yet connected, refused,
-    /// reconnecting, or the peer is shutting down.
-    Unavailable => "unavailable",
-    /// Nothing is bound to receive for the recipient (AMQP `NO_ROUTE`,
-    /// unknown recipient in the resolver, HTTP `404`).
-    NoRoute => "no_route",
-    /// The broker or peer refused to take the message now: broker nack,
-    /// `429`, `503` from our own endpoint, connection blocked.
-    Overloaded => "overloaded",
-    /// A circuit breaker is open for the recipient; see
-    /// [`Error::circuit_key`] and [`Error::retry_after`].
-    CircuitOpen => "circuit_open",
-    /// No answer within the attempt timeout or the call deadline.
-    Timeout => "timeout",
-    /// The connection or channel was lost while the call was in flight.
-    ConnectionLost => "connection_lost",
-    /// The receiving handler returned an error.
-    Handler => "handler",
-    /// The message is not a valid Stage7 message: malformed JSON, wrong field
-    /// types, missing fields, wrong content type.
-    InvalidMessage => "invalid_message",
-    /// Missing or wrong credentials.
-    Unauthorized => "unauthorized",
-    /// The encoded message exceeds the configured size limit.
-    TooLarge => "too_large",
-    /// The peer answered in a way the protocol does not allow (unexpected
-    /// status, undecodable reply).
-    Protocol => "protocol",
-    /// The transport or stack was configured with invalid settings.
-    Config => "config",
-    /// The transport was shut down by its owner.
-    Closed => "closed",
-}
-
-impl ErrorKind {
-    /// What is safe to do when a peer reports an error of this kind: the
-    /// class a receiver's error reply maps back to on the sender's side.
-    pub const fn remote_class(self) -> ErrorClass {
-        match self {
-            Self::Unavailable
-            | Self::NoRoute
-            | Self::Overloaded
-            | Self::CircuitOpen
-            | Self::Closed => ErrorClass::NotDelivered,
-            Self::Timeout | Self::ConnectionLost => ErrorClass::UnknownOutcome,
-            Self::Handler
-            | Self::InvalidMessage
-            | Self::Unauthorized
-            | Self::TooLarge
-            | Self::Protocol
-            | Self::Config => ErrorClass::Rejected,
-        }
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The error of every transport, layer and endpoint in this crate.
 ///
@@ -457,69 +320,6 @@ impl Error {
             ErrorClass::NotDelivered => true,
             ErrorClass::UnknownOutcome => receivers_deduplicate,
             ErrorClass::Rejected => false,
-        }
-    }
-}
-
-/// The JSON body of an error reply, over HTTP and AMQP alike:
-/// `{"error": "...", "kind": "...", "class": "..."}`. `class` is ours: peers
-/// that send only `error` and `kind` are understood.
-///
-/// ```
-/// use stage7_transport::{Error, ErrorBody, ErrorKind};
-///
-/// let body = ErrorBody::from(&Error::rejected("no such mission"));
-/// let json = serde_json::to_string(&body).unwrap();
-/// assert_eq!(json, r#"{"error":"no such mission","kind":"handler","class":"rejected"}"#);
-/// let back: ErrorBody = serde_json::from_str(&json).unwrap();
-/// assert_eq!(back.kind(), Some(ErrorKind::Handler));
-/// assert!(back.into_error().is_rejected());
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct ErrorBody {
-    /// What went wrong, for people.
-    pub error: String,
-    /// [`ErrorKind::as_str`], for programs.
-    #[serde(default)]
-    pub kind: String,
-    /// [`ErrorClass::as_str`]: what the sender may do next.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub class: Option<String>,
-}
-
-impl ErrorBody {
-    /// The kind, if the peer sent one this crate knows.
-    pub fn kind(&self) -> Option<ErrorKind> {
-        ErrorKind::parse(&self.kind)
-    }
-
-    /// The error this reply reports, with its class, or the class its kind
-    /// implies ([`ErrorKind::remote_class`]) when the peer sent none; a
-    /// reply without a known kind is a rejected
-    /// [`Handler`](ErrorKind::Handler) error.
-    pub fn into_error(self) -> Error {
-        let kind = self.kind().unwrap_or(ErrorKind::Handler);
-        let class = self
-            .class
-            .as_deref()
-            .and_then(ErrorClass::parse)
-            .unwrap_or(kind.remote_class());
-        Error::new(kind, class, format!("peer replied: {}", self.error))
-    }
-
-    /// `error` as the JSON body of an error reply.
-    pub(crate) fn json(error: &Error) -> Vec<u8> {
-        serde_json::to_vec(&Self::from(error))
-            .unwrap_or_else(|_| br#"{"error":"internal error","kind":"protocol"}"#.to_vec())
-    }
-}
-
-impl From<&Error> for ErrorBody {
-    fn from(error: &Error) -> Self {
-        Self {
-            error: error.detail().to_owned(),
-            kind: error.kind().as_str().to_owned(),
-            class: Some(error.class().as_str().to_owned()),
         }
     }
 }
