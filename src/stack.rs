@@ -33,7 +33,7 @@ use crate::transport::Delivery;
 pub struct BranchConfig {
     route: Route,
     attempt_timeout: Option<Duration>,
-    breaker: circuit_breaker::Builder,
+    breaker: circuit_breaker::CircuitBreakerBuilder,
 }
 
 impl BranchConfig {
@@ -58,9 +58,9 @@ impl BranchConfig {
         self
     }
 
-    /// The circuit breaker's settings. Default: [`circuit_breaker::Builder`]'s
+    /// The circuit breaker's settings. Default: [`circuit_breaker::CircuitBreakerBuilder`]'s
     /// defaults. Unless named otherwise, the breaker is named after the route.
-    pub fn breaker(mut self, breaker: circuit_breaker::Builder) -> Self {
+    pub fn breaker(mut self, breaker: circuit_breaker::CircuitBreakerBuilder) -> Self {
         self.breaker = breaker;
         self
     }

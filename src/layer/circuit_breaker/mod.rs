@@ -13,7 +13,7 @@
 //!
 //! The parts are kept apart as in Polly and resilience4j: [`state`] is the
 //! pure state machine, [`classify`] decides what counts as a failure,
-//! [`Builder`] validates the trip policy, [`BreakerHandle`] reads and forces
+//! [`CircuitBreakerBuilder`] validates the trip policy, [`BreakerHandle`] reads and forces
 //! circuits, and transitions are logged with `tracing` and counted with
 //! `metrics` (`stage7_transport_breaker_transitions_total{breaker,to}`,
 //! `stage7_transport_breaker_state{breaker,key}`) after the lock is released.
@@ -42,7 +42,7 @@
 //! # }
 //! ```
 
-mod config;
+mod classify;
 pub mod future;
 mod handle;
 mod layer;
@@ -54,10 +54,10 @@ use std::task::{Context, Poll};
 
 use tower::Service;
 
-pub use self::config::{Builder, Outcome, classify};
+pub use self::classify::{Outcome, classify};
 pub use self::future::ResponseFuture;
 pub use self::handle::BreakerHandle;
-pub use self::layer::CircuitBreakerLayer;
+pub use self::layer::{CircuitBreakerBuilder, CircuitBreakerLayer};
 pub use self::registry::OVERFLOW_KEY;
 use self::registry::Registry;
 pub use self::state::State;
