@@ -45,12 +45,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
-use bytes::Bytes;
-use http::header::HeaderValue;
-use http::{Method, Request, Uri, header};
-use http_body_util::Full;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
@@ -59,23 +54,20 @@ use crate::config::Config;
 use crate::defaults;
 use crate::error::{Error, Result};
 use crate::handler::{BoxHandler, Handler};
-use crate::http::client::{Client, bearer, new_client};
-use crate::http::{HttpServer, HttpTransport, ResolverChain, ServerHandle, StaticResolver};
+use crate::http::{
+    Component, HttpServer, PostOfficeClient, ResolverChain, ServerHandle, StaticResolver,
+};
 use crate::layer::dedup::DedupLayer;
 use crate::layer::retry::{RetryPolicy, RetryPolicyBuilder};
 use crate::message::{Codec, Message};
 use crate::route::Route;
-use crate::secret::Secret;
-use crate::stack::{BranchConfig, Stack, TransportBuilder};
+use crate::stack::{BranchConfig, StandardStack, standard_stack};
 use crate::transport::Delivery;
-use crate::url::{join, parse_base, redact_url};
+use crate::url::parse_base;
 
 /// How long [`EntityBuilder::start`] waits for a broker that answers to
 /// have the entity's queue consumed, so the first calls already use AMQP.
 const START_WAIT: Duration = Duration::from_secs(5);
-
-/// The stack an entity calls through: AMQP first, HTTP second.
-pub type EntityStack = Stack<AmqpTransport, HttpTransport>;
 
 /// A running entity. See the [module docs](self).
 ///
@@ -93,7 +85,7 @@ struct Inner {
     id: String,
     component_type: String,
     url: String,
-    stack: EntityStack,
+    stack: StandardStack,
     amqp: AmqpTransport,
     server: Mutex<Option<ServerHandle>>,
     subscriber: Mutex<Option<Subscriber>>,
@@ -148,7 +140,7 @@ impl Entity {
 
     /// The stack the entity calls through, to compose into your own
     /// services.
-    pub fn transport(&self) -> EntityStack {
+    pub fn transport(&self) -> StandardStack {
         self.inner.stack.clone()
     }
 
@@ -444,7 +436,7 @@ impl EntityBuilder {
         let resolver = ResolverChain::new()
             .or(StaticResolver::new(routes)?)
             .or(ResolverChain::from_config(&config)?);
-        let stack = assemble(
+        let stack = standard_stack(
             amqp.clone(),
             resolver,
             &config,
@@ -452,17 +444,19 @@ impl EntityBuilder {
             self.http_branch,
             self.retry,
         )?;
-        let registration = (self.register)
-            .then(|| config.postoffice_url.clone())
-            .flatten()
-            .map(|postoffice| {
-                Registration::new(
-                    &postoffice,
-                    config.http_token.as_ref(),
-                    &json!({"id": id, "type": self.component_type, "url": url}),
-                )
-            })
-            .transpose()?;
+        let registration = match (&config.postoffice_url, self.register) {
+            (Some(postoffice), true) => {
+                let mut client = PostOfficeClient::builder(postoffice);
+                if let Some(token) = &config.http_token {
+                    client = client.token(token.clone());
+                }
+                let client = client
+                    .build()
+                    .map_err(|e| Error::config(format!("PostOffice: {}", e.detail())))?;
+                Some((client, Component::new(&id, &self.component_type, &url)))
+            }
+            _ => None,
+        };
 
         // Last, once nothing else can fail: a subscriber is not stopped by
         // dropping it.
@@ -477,7 +471,8 @@ impl EntityBuilder {
         if tokio::time::timeout(START_WAIT, amqp.first_attempt()).await == Ok(true) {
             let _ = tokio::time::timeout(START_WAIT, subscriber.ready()).await;
         }
-        let registration = registration.map(|registration| tokio::spawn(registration.run()));
+        let registration = registration
+            .map(|(client, component)| tokio::spawn(client.register_until_accepted(component)));
         tracing::info!(
             id,
             r#type = self.component_type,
@@ -501,44 +496,6 @@ impl EntityBuilder {
     }
 }
 
-impl Stack<AmqpTransport, HttpTransport> {
-    /// AMQP first over `amqp`, HTTP second, with the routes, PostOffice,
-    /// token and budgets of `config`: the stack of a service that only sends.
-    ///
-    /// # Errors
-    ///
-    /// [`Config`](crate::ErrorKind::Config) naming an unusable setting.
-    pub fn standard(amqp: AmqpTransport, config: &Config) -> Result<Self> {
-        assemble(
-            amqp,
-            ResolverChain::from_config(config)?,
-            config,
-            BranchConfig::new(Route::Amqp),
-            BranchConfig::new(Route::Http),
-            RetryPolicy::builder(),
-        )
-    }
-}
-
-/// The stack every entity calls through.
-fn assemble(
-    amqp: AmqpTransport,
-    resolver: ResolverChain,
-    config: &Config,
-    amqp_branch: BranchConfig,
-    http_branch: BranchConfig,
-    retry: RetryPolicyBuilder,
-) -> Result<EntityStack> {
-    let http = HttpTransport::builder(resolver).config(config).build()?;
-    TransportBuilder::new(amqp)
-        .primary_config(amqp_branch.default_attempt_timeout(config.attempt_timeout))
-        .secondary(http)
-        .secondary_config(http_branch.default_attempt_timeout(config.attempt_timeout))
-        .deadline(config.deadline)
-        .retry(retry)
-        .build()
-}
-
 impl fmt::Debug for EntityBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EntityBuilder")
@@ -547,83 +504,5 @@ impl fmt::Debug for EntityBuilder {
             .field("listen", &self.listen)
             .field("config", &self.config)
             .finish_non_exhaustive()
-    }
-}
-
-/// Registering with the PostOffice: `POST {postoffice}/registerComponent`
-/// with `{id, type, url}`, retried until it answers `2xx`.
-struct Registration {
-    target: Uri,
-    /// The PostOffice URL as logs may show it.
-    shown: String,
-    authorization: Option<HeaderValue>,
-    body: Bytes,
-}
-
-impl Registration {
-    /// What every attempt sends, prepared once; a URL or token that cannot
-    /// work is a configuration error at start, not a retry loop.
-    fn new(postoffice: &str, token: Option<&Secret>, body: &Value) -> Result<Self> {
-        let base = parse_base(postoffice)
-            .map_err(|e| Error::config(format!("PostOffice URL: {}", e.detail())))?;
-        Ok(Self {
-            target: join(&base, "/registerComponent")?,
-            shown: redact_url(postoffice),
-            authorization: token.map(bearer).transpose()?,
-            body: Bytes::from(body.to_string()),
-        })
-    }
-
-    async fn run(self) {
-        let client = new_client(
-            defaults::HTTP_CONNECT_TIMEOUT,
-            defaults::HTTP_POOL_IDLE_TIMEOUT,
-            1,
-        );
-        let mut backoff = ExponentialBuilder::new()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(5))
-            .with_jitter()
-            .without_max_times()
-            .build();
-        loop {
-            match self.attempt(&client).await {
-                Ok(()) => {
-                    tracing::info!(postoffice = self.shown, "registered with the PostOffice");
-                    return;
-                }
-                Err(error) => {
-                    let wait = backoff.next().unwrap_or(Duration::from_secs(5));
-                    tracing::warn!(postoffice = self.shown, %error, ?wait, "PostOffice registration failed; retrying");
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-    }
-
-    async fn attempt(&self, client: &Client) -> Result<()> {
-        let mut request = Request::new(Full::new(self.body.clone()));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.target.clone();
-        let headers = request.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(crate::message::APPLICATION_JSON),
-        );
-        if let Some(authorization) = &self.authorization {
-            headers.insert(header::AUTHORIZATION, authorization.clone());
-        }
-        let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
-            .await
-            .map_err(|_| Error::timeout("the PostOffice did not answer within 5 s"))?
-            .map_err(|e| Error::not_delivered(format!("cannot reach the PostOffice: {e}")))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(Error::rejected(format!(
-                "the PostOffice answered {}",
-                response.status()
-            )))
-        }
     }
 }

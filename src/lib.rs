@@ -94,5 +94,5 @@ pub use crate::memory::{Fault, MemoryTransport};
 pub use crate::message::{Codec, Message, MessageType};
 pub use crate::route::Route;
 pub use crate::secret::Secret;
-pub use crate::stack::{BranchConfig, Stack, TransportBuilder};
+pub use crate::stack::{BranchConfig, Stack, StandardStack, TransportBuilder};
 pub use crate::transport::{BoxTransport, Delivery, Transport};

@@ -218,7 +218,9 @@ async fn the_postoffice_resolves_ids_and_types_and_is_cached() {
             },
         )
         .await;
-    let resolver = PostOfficeResolver::new(&postoffice.url()).unwrap();
+    let resolver = PostOfficeResolver::builder(postoffice.url())
+        .build()
+        .unwrap();
     let transport = HttpTransport::builder(resolver).build().unwrap();
 
     let delivery = transport
@@ -278,9 +280,13 @@ async fn calls_that_need_the_same_recipient_share_one_lookup() {
             },
         )
         .await;
-    let transport = HttpTransport::builder(PostOfficeResolver::new(&postoffice.url()).unwrap())
-        .build()
-        .unwrap();
+    let transport = HttpTransport::builder(
+        PostOfficeResolver::builder(postoffice.url())
+            .build()
+            .unwrap(),
+    )
+    .build()
+    .unwrap();
     // On this single-threaded runtime every call starts, and finds the
     // lookup in flight, before the PostOffice's first answer is read.
     let mut calls = tokio::task::JoinSet::new();
@@ -326,7 +332,7 @@ async fn a_postoffice_that_is_down_or_confused_is_not_delivered() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let down = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let transport = HttpTransport::builder(PostOfficeResolver::new(&down).unwrap())
+    let transport = HttpTransport::builder(PostOfficeResolver::builder(&*down).build().unwrap())
         .build()
         .unwrap();
     let error = transport.oneshot(call()).await.unwrap_err();
@@ -342,9 +348,10 @@ async fn a_postoffice_that_is_down_or_confused_is_not_delivered() {
     );
 
     let confused = Peer::start(|_| reply(200, r#"{"services": []}"#)).await;
-    let transport = HttpTransport::builder(PostOfficeResolver::new(&confused.url()).unwrap())
-        .build()
-        .unwrap();
+    let transport =
+        HttpTransport::builder(PostOfficeResolver::builder(confused.url()).build().unwrap())
+            .build()
+            .unwrap();
     let error = transport.oneshot(call()).await.unwrap_err();
     assert_eq!(
         (error.kind(), error.class()),
@@ -355,7 +362,7 @@ async fn a_postoffice_that_is_down_or_confused_is_not_delivered() {
     // than the table not knowing the name.
     let chain = ResolverChain::new()
         .or(StaticResolver::default())
-        .or(PostOfficeResolver::new(&down).unwrap());
+        .or(PostOfficeResolver::builder(&*down).build().unwrap());
     let error = HttpTransport::builder(chain)
         .build()
         .unwrap()

@@ -55,12 +55,15 @@
 
 mod classify;
 pub(crate) mod client;
+pub mod postoffice_client;
 pub mod resolve;
 pub mod server;
 mod transport;
 
+pub use self::postoffice_client::{Component, PostOfficeClient, PostOfficeClientBuilder};
 pub use self::resolve::{
-    PostOfficeResolver, Resolve, ResolveFuture, ResolverChain, StaticResolver,
+    PostOfficeResolver, PostOfficeResolverBuilder, Resolve, ResolveFuture, ResolverChain,
+    StaticResolver,
 };
 pub use self::server::{HttpServer, ServerHandle};
 pub use self::transport::{HttpTransport, HttpTransportBuilder, ResponseFuture};

@@ -1,0 +1,330 @@
+//! The PostOffice's registry as a client sees it: finding components and
+//! registering one.
+//!
+//! Stage7's PostOffice keeps a registry of components. This module speaks
+//! its HTTP API, the same one the TypeScript services use:
+//!
+//! | call | request | answer |
+//! |---|---|---|
+//! | [`lookup`](PostOfficeClient::lookup) | `GET {postoffice}/requestComponent?id=…` or `?type=…` | `200 {"components":[{"id","type","url"}]}` |
+//! | [`register`](PostOfficeClient::register) | `POST {postoffice}/registerComponent` with `{"id","type","url"}` | `2xx` |
+//!
+//! The [`PostOfficeResolver`](super::PostOfficeResolver) finds recipients
+//! through [`lookup`](PostOfficeClient::lookup) and an
+//! [`Entity`](crate::Entity) registers through
+//! [`register_until_accepted`](PostOfficeClient::register_until_accepted).
+//!
+//! ```no_run
+//! use stage7_transport::http::{Component, PostOfficeClient};
+//!
+//! # async fn run() -> Result<(), stage7_transport::Error> {
+//! let postoffice = PostOfficeClient::builder("http://postoffice:5020").build()?;
+//! postoffice.register(&Component::new("librarian-1", "Librarian", "http://librarian:5040")).await?;
+//! let found = postoffice.lookup_type("Librarian").await?;
+//! assert_eq!(found[0].id, "librarian-1");
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use serde::{Deserialize, Serialize};
+
+use super::classify::causes;
+use super::client::{Client, bearer, new_client};
+use crate::defaults;
+use crate::error::{Error, ErrorClass, ErrorKind, Result};
+use crate::message::APPLICATION_JSON;
+use crate::secret::Secret;
+use crate::url::{join, parse_base, percent_encode, redact_url};
+
+/// Largest registry answer read: 64 KiB.
+const MAX_ANSWER_BODY: usize = 64 * 1024;
+/// Idle connections to the PostOffice kept open: lookups are rare.
+const IDLE_CONNECTIONS: usize = 4;
+/// Longest wait between registration attempts.
+const REGISTER_MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// One component of the registry: what registration sends and lookups
+/// answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Component {
+    /// The component's id, e.g. `librarian-1`.
+    pub id: String,
+    /// Its component type, e.g. `Librarian`.
+    #[serde(rename = "type")]
+    pub component_type: String,
+    /// The base URL of its HTTP endpoint.
+    pub url: String,
+}
+
+impl Component {
+    /// A component `id` of `component_type` served at `url`.
+    pub fn new(
+        id: impl Into<String>,
+        component_type: impl Into<String>,
+        url: impl Into<String>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            component_type: component_type.into(),
+            url: url.into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Components {
+    components: Vec<Component>,
+}
+
+/// A client of the PostOffice's registry. See the [module docs](self).
+///
+/// # Clone
+///
+/// Clones share the connection pool.
+#[derive(Clone)]
+pub struct PostOfficeClient {
+    base: Uri,
+    client: Client,
+    authorization: Option<HeaderValue>,
+    timeout: Duration,
+}
+
+impl PostOfficeClient {
+    /// Settings for a client of the PostOffice whose base URL is `url`.
+    pub fn builder(url: impl Into<String>) -> PostOfficeClientBuilder {
+        PostOfficeClientBuilder {
+            url: url.into(),
+            token: None,
+            timeout: defaults::LOOKUP_TIMEOUT,
+        }
+    }
+
+    /// The PostOffice's base URL.
+    pub fn base(&self) -> &Uri {
+        &self.base
+    }
+
+    /// The components whose id is `id` (at most one, in a sane registry).
+    ///
+    /// # Errors
+    ///
+    /// As [`lookup`](Self::lookup).
+    pub async fn lookup_id(&self, id: &str) -> Result<Vec<Component>> {
+        self.lookup("id", id).await
+    }
+
+    /// The components of type `component_type`.
+    ///
+    /// # Errors
+    ///
+    /// As [`lookup`](Self::lookup).
+    pub async fn lookup_type(&self, component_type: &str) -> Result<Vec<Component>> {
+        self.lookup("type", component_type).await
+    }
+
+    /// `GET /requestComponent?{field}={value}`: the components that match.
+    /// The seed answers `404` when none does; that is an empty list here.
+    ///
+    /// # Errors
+    ///
+    /// Class [`NotDelivered`](ErrorClass::NotDelivered) — no message was
+    /// sent — kind [`Unavailable`](ErrorKind::Unavailable) when the
+    /// PostOffice cannot be reached, is slow, or answers another status, and
+    /// [`Protocol`](ErrorKind::Protocol) when its answer is not a component
+    /// list.
+    pub async fn lookup(&self, field: &str, value: &str) -> Result<Vec<Component>> {
+        let path = format!("/requestComponent?{field}={}", percent_encode(value));
+        let target = join(&self.base, &path)
+            .map_err(|e| self.unavailable(value, format!("bad lookup URL: {}", e.detail())))?;
+        let request = self.request(Method::GET, target, Bytes::new())?;
+        let (status, body) = self.exchange(request, value).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Vec::new());
+        }
+        if status != StatusCode::OK {
+            return Err(self.unavailable(value, format!("the PostOffice answered {status}")));
+        }
+        let answer: Components = serde_json::from_slice(&body).map_err(|e| {
+            Error::new(
+                ErrorKind::Protocol,
+                ErrorClass::NotDelivered,
+                format!("the PostOffice's answer for `{value}` is not a component list: {e}"),
+            )
+        })?;
+        Ok(answer.components)
+    }
+
+    /// `POST /registerComponent`: one attempt to register `component`.
+    ///
+    /// # Errors
+    ///
+    /// [`Unavailable`](ErrorKind::Unavailable) when the PostOffice cannot be
+    /// reached or does not answer in time; a rejected error naming the
+    /// status when it refuses.
+    pub async fn register(&self, component: &Component) -> Result<()> {
+        let body = serde_json::to_vec(component)
+            .map_err(|e| Error::invalid(format!("component cannot be encoded: {e}")))?;
+        let target = join(&self.base, "/registerComponent")?;
+        let request = self.request(Method::POST, target, Bytes::from(body))?;
+        let (status, _) = self.exchange(request, &component.id).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(Error::rejected(format!("the PostOffice answered {status}")))
+        }
+    }
+
+    /// Registers `component`, retrying on a jittered schedule (100 ms to
+    /// 5 s) until the PostOffice accepts it. Logs each failure at `warn`.
+    pub async fn register_until_accepted(self, component: Component) {
+        let shown = redact_url(&self.base.to_string());
+        let mut backoff = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(REGISTER_MAX_WAIT)
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            match self.register(&component).await {
+                Ok(()) => {
+                    tracing::info!(
+                        postoffice = shown,
+                        id = component.id,
+                        "registered with the PostOffice"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    let wait = backoff.next().unwrap_or(REGISTER_MAX_WAIT);
+                    tracing::warn!(postoffice = shown, %error, ?wait, "PostOffice registration failed; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    fn request(&self, method: Method, target: Uri, body: Bytes) -> Result<Request<Full<Bytes>>> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = target;
+        let headers = request.headers_mut();
+        headers.insert(ACCEPT, HeaderValue::from_static(APPLICATION_JSON));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON));
+        if let Some(authorization) = &self.authorization {
+            headers.insert(AUTHORIZATION, authorization.clone());
+        }
+        Ok(request)
+    }
+
+    /// Sends `request` and reads the answer, within the timeout.
+    async fn exchange(
+        &self,
+        request: Request<Full<Bytes>>,
+        about: &str,
+    ) -> Result<(StatusCode, Bytes)> {
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| self.unavailable(about, causes(&e)).with_source(e))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_ANSWER_BODY)
+                .collect()
+                .await
+                .map_err(|e| {
+                    self.unavailable(about, format!("reading the answer: {}", causes(&*e)))
+                        .with_source(e)
+                })?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                let waited = self.timeout.as_millis();
+                Err(self.unavailable(about, format!("no answer within {waited} ms")))
+            })
+    }
+
+    fn unavailable(&self, about: &str, why: String) -> Error {
+        Error::new(
+            ErrorKind::Unavailable,
+            ErrorClass::NotDelivered,
+            format!("the PostOffice at {} about `{about}`: {why}", self.base),
+        )
+    }
+}
+
+impl fmt::Debug for PostOfficeClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostOfficeClient")
+            .field("base", &self.base)
+            .field("token", &self.authorization.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings for a [`PostOfficeClient`]; see [`PostOfficeClient::builder`].
+#[derive(Clone)]
+pub struct PostOfficeClientBuilder {
+    url: String,
+    token: Option<Secret>,
+    timeout: Duration,
+}
+
+impl PostOfficeClientBuilder {
+    /// Sends `Authorization: Bearer {token}` with every request. Default:
+    /// none.
+    pub fn token(mut self, token: Secret) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// The limit on one exchange, connection included. Default
+    /// [`LOOKUP_TIMEOUT`](crate::defaults::LOOKUP_TIMEOUT).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Checks the settings and builds the client.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](crate::ErrorKind::Config) when the URL is not
+    /// `http://host[:port][/prefix]` or the token cannot be a header value.
+    pub fn build(self) -> Result<PostOfficeClient> {
+        let base = parse_base(&self.url)
+            .map_err(|e| Error::config(format!("PostOffice URL: {}", e.detail())))?;
+        Ok(PostOfficeClient {
+            base,
+            client: new_client(
+                defaults::HTTP_CONNECT_TIMEOUT,
+                defaults::HTTP_POOL_IDLE_TIMEOUT,
+                IDLE_CONNECTIONS,
+            ),
+            authorization: self.token.as_ref().map(bearer).transpose()?,
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl fmt::Debug for PostOfficeClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostOfficeClientBuilder")
+            .field("url", &redact_url(&self.url))
+            .field("token", &self.token)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
