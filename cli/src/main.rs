@@ -6,7 +6,6 @@
 #![deny(clippy::unwrap_used)]
 #![forbid(unsafe_code)]
 
-mod bench;
 mod commands;
 
 use clap::{Parser, Subcommand};
@@ -35,9 +34,9 @@ enum Command {
     Bench {
         /// What to measure.
         #[arg(value_enum)]
-        scenario: bench::Scenario,
+        scenario: stage7_bench::Scenario,
         #[command(flatten)]
-        options: bench::Options,
+        options: stage7_bench::Options,
     },
 }
 
@@ -65,7 +64,7 @@ fn main() -> std::process::ExitCode {
             Command::Echo(args) => commands::echo(args).await,
             Command::Call(args) => commands::call(args).await,
             Command::Send(args) => commands::send(args).await,
-            Command::Bench { scenario, options } => bench::run(scenario, &options).await,
+            Command::Bench { scenario, options } => stage7_bench::run(scenario, &options).await,
         }
     });
     match result {
