@@ -75,3 +75,41 @@ fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_takes_a_scenario_and_the_load_options() {
+        let cli = Cli::try_parse_from([
+            "stage7",
+            "bench",
+            "amqp-rpc",
+            "--n",
+            "500",
+            "--concurrency",
+            "1,64",
+            "--rounds",
+            "3",
+            "--json",
+        ])
+        .expect("a valid bench command line");
+        let Command::Bench { scenario, options } = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(scenario, stage7_bench::Scenario::AmqpRpc);
+        assert_eq!(
+            (options.n, options.concurrency, options.rounds, options.json),
+            (500, vec![1, 64], 3, true)
+        );
+        assert!(Cli::try_parse_from(["stage7", "bench", "no-such-scenario"]).is_err());
+    }
+}
