@@ -54,7 +54,10 @@
 //!
 //! # Features
 //!
-//! * `cli` (default): the `stage7` binary's dependencies.
+//! None: there is nothing to turn on or off. The `stage7` binary (`echo`,
+//! `call`, `send`, `bench`) is a package of its own, in the repository's
+//! `cli/` directory (`cargo install --path cli`), so users of the library
+//! compile none of its dependencies.
 //!
 //! TLS (`amqps://`, `https://`) is not built in; run the broker and peers on
 //! a trusted network or behind a TLS-terminating proxy.

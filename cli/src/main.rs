@@ -6,7 +6,6 @@
 #![deny(clippy::unwrap_used)]
 #![forbid(unsafe_code)]
 
-mod bench;
 mod commands;
 
 use clap::{Parser, Subcommand};
@@ -35,9 +34,9 @@ enum Command {
     Bench {
         /// What to measure.
         #[arg(value_enum)]
-        scenario: bench::Scenario,
+        scenario: stage7_bench::Scenario,
         #[command(flatten)]
-        options: bench::Options,
+        options: stage7_bench::Options,
     },
 }
 
@@ -65,7 +64,7 @@ fn main() -> std::process::ExitCode {
             Command::Echo(args) => commands::echo(args).await,
             Command::Call(args) => commands::call(args).await,
             Command::Send(args) => commands::send(args).await,
-            Command::Bench { scenario, options } => bench::run(scenario, &options).await,
+            Command::Bench { scenario, options } => stage7_bench::run(scenario, &options).await,
         }
     });
     match result {
@@ -74,5 +73,43 @@ fn main() -> std::process::ExitCode {
             eprintln!("stage7: {error}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_takes_a_scenario_and_the_load_options() {
+        let cli = Cli::try_parse_from([
+            "stage7",
+            "bench",
+            "amqp-rpc",
+            "--n",
+            "500",
+            "--concurrency",
+            "1,64",
+            "--rounds",
+            "3",
+            "--json",
+        ])
+        .expect("a valid bench command line");
+        let Command::Bench { scenario, options } = cli.command else {
+            panic!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(scenario, stage7_bench::Scenario::AmqpRpc);
+        assert_eq!(
+            (options.n, options.concurrency, options.rounds, options.json),
+            (500, vec![1, 64], 3, true)
+        );
+        assert!(Cli::try_parse_from(["stage7", "bench", "no-such-scenario"]).is_err());
     }
 }

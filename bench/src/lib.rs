@@ -1,5 +1,13 @@
 //! `stage7 bench`: load runs that put our transport beside its raw baseline
 //! in the same process and report the ratios.
+//!
+//! The `stage7` binary parses [`Scenario`] and [`Options`] from its command
+//! line and hands them to [`run`], which prints the results on stdout and
+//! its progress on stderr.
+
+// A load run reports what fails rather than panicking on it.
+#![deny(clippy::unwrap_used)]
+#![forbid(unsafe_code)]
 
 mod amqp_node;
 mod amqp_publish;
@@ -14,7 +22,7 @@ use clap::{Args, ValueEnum};
 
 /// The scenarios of DESIGN §6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Scenario {
+pub enum Scenario {
     /// In process: a bare service against the full stack over it.
     Stack,
     /// Request/reply through RabbitMQ: bare lapin on both sides against our
@@ -36,22 +44,24 @@ pub(crate) enum Scenario {
 
 /// Options shared by every scenario.
 #[derive(Debug, Args)]
-pub(crate) struct Options {
+pub struct Options {
     /// Calls per series.
     #[arg(long, default_value_t = 20_000)]
-    pub(crate) n: usize,
+    pub n: usize,
     /// Calls in flight; a comma-separated list runs each in turn.
     #[arg(long, value_delimiter = ',', default_value = "1,64")]
-    pub(crate) concurrency: Vec<usize>,
+    pub concurrency: Vec<usize>,
     /// Interleaved rounds per side.
     #[arg(long, default_value_t = 5)]
-    pub(crate) rounds: usize,
+    pub rounds: usize,
     /// One JSON object per line instead of a table.
     #[arg(long)]
-    pub(crate) json: bool,
+    pub json: bool,
 }
 
-pub(crate) async fn run(scenario: Scenario, options: &Options) -> Result<(), String> {
+/// Runs `scenario` and prints its figures: a table, or one JSON object per
+/// line with [`Options::json`].
+pub async fn run(scenario: Scenario, options: &Options) -> Result<(), String> {
     let comparisons = match scenario {
         Scenario::Stack => stack::run(options).await?,
         Scenario::AmqpRpc => amqp_rpc::run(options).await?,

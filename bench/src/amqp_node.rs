@@ -25,7 +25,7 @@ use super::Options;
 use super::broker::{echo_run, name, url};
 use super::harness::{Comparison, Series, Side, compare, service_side};
 
-const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/peer.js");
+const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/interop/peer.js");
 
 /// `node peer.js …` against the broker at `url`.
 fn node(url: &str, args: &[&str]) -> Result<Command, String> {
