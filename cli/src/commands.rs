@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value;
 use stage7_transport::amqp::AmqpTransport;
-use stage7_transport::entity::EntityStack;
+use stage7_transport::StandardStack;
 use stage7_transport::{Codec, Config, Entity, Message, MessageType};
 use tower::ServiceExt;
 
@@ -86,14 +86,14 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-async fn client(config: &Config) -> Result<EntityStack, String> {
+async fn client(config: &Config) -> Result<StandardStack, String> {
     let amqp = AmqpTransport::builder(config.rabbitmq_url.expose())
         .connection_name(format!("stage7-cli pid {}", std::process::id()))
         .codec(Codec::new(config.max_message_size))
         .build()
         .map_err(|e| e.to_string())?;
     let _ = tokio::time::timeout(CONNECT_WAIT, amqp.first_attempt()).await;
-    EntityStack::standard(amqp, config).map_err(|e| e.to_string())
+    StandardStack::standard(amqp, config).map_err(|e| e.to_string())
 }
 
 fn message(args: &MessageArgs, requires_sync: bool) -> Result<Message, String> {
