@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::Value;
-use stage7_transport::amqp::AmqpTransport;
 use stage7_transport::StandardStack;
+use stage7_transport::amqp::AmqpTransport;
 use stage7_transport::{Codec, Config, Entity, Message, MessageType};
 use tower::ServiceExt;
 

@@ -142,15 +142,16 @@ impl PostOfficeClient {
     /// list.
     pub async fn lookup(&self, field: &str, value: &str) -> Result<Vec<Component>> {
         let path = format!("/requestComponent?{field}={}", percent_encode(value));
+        let action = format!("resolve `{value}`");
         let target = join(&self.base, &path)
-            .map_err(|e| self.unavailable(value, format!("bad lookup URL: {}", e.detail())))?;
+            .map_err(|e| self.unavailable(&action, format!("bad lookup URL: {}", e.detail())))?;
         let request = self.request(Method::GET, target, Bytes::new())?;
-        let (status, body) = self.exchange(request, value).await?;
+        let (status, body) = self.exchange(request, &action).await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(Vec::new());
         }
         if status != StatusCode::OK {
-            return Err(self.unavailable(value, format!("the PostOffice answered {status}")));
+            return Err(self.unavailable(&action, format!("it answered {status}")));
         }
         let answer: Components = serde_json::from_slice(&body).map_err(|e| {
             Error::new(
@@ -174,7 +175,8 @@ impl PostOfficeClient {
             .map_err(|e| Error::invalid(format!("component cannot be encoded: {e}")))?;
         let target = join(&self.base, "/registerComponent")?;
         let request = self.request(Method::POST, target, Bytes::from(body))?;
-        let (status, _) = self.exchange(request, &component.id).await?;
+        let action = format!("register `{}`", component.id);
+        let (status, _) = self.exchange(request, &action).await?;
         if status.is_success() {
             Ok(())
         } else {
@@ -224,24 +226,25 @@ impl PostOfficeClient {
         Ok(request)
     }
 
-    /// Sends `request` and reads the answer, within the timeout.
+    /// Sends `request` and reads the answer, within the timeout; `action`
+    /// names what it is for in errors.
     async fn exchange(
         &self,
         request: Request<Full<Bytes>>,
-        about: &str,
+        action: &str,
     ) -> Result<(StatusCode, Bytes)> {
         let exchange = async {
             let response = self
                 .client
                 .request(request)
                 .await
-                .map_err(|e| self.unavailable(about, causes(&e)).with_source(e))?;
+                .map_err(|e| self.unavailable(action, causes(&e)).with_source(e))?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_ANSWER_BODY)
                 .collect()
                 .await
                 .map_err(|e| {
-                    self.unavailable(about, format!("reading the answer: {}", causes(&*e)))
+                    self.unavailable(action, format!("reading the answer: {}", causes(&*e)))
                         .with_source(e)
                 })?
                 .to_bytes();
@@ -251,15 +254,15 @@ impl PostOfficeClient {
             .await
             .unwrap_or_else(|_| {
                 let waited = self.timeout.as_millis();
-                Err(self.unavailable(about, format!("no answer within {waited} ms")))
+                Err(self.unavailable(action, format!("no answer within {waited} ms")))
             })
     }
 
-    fn unavailable(&self, about: &str, why: String) -> Error {
+    fn unavailable(&self, action: &str, why: String) -> Error {
         Error::new(
             ErrorKind::Unavailable,
             ErrorClass::NotDelivered,
-            format!("the PostOffice at {} about `{about}`: {why}", self.base),
+            format!("cannot {action} at the PostOffice {}: {why}", self.base),
         )
     }
 }
