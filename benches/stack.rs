@@ -16,7 +16,7 @@ use stage7_transport::layer::fallback::Fallback;
 use stage7_transport::layer::metrics::MetricsLayer;
 use stage7_transport::layer::retry::{Retry, RetryPolicy};
 use stage7_transport::layer::timeout::Timeout;
-use stage7_transport::{Delivery, Error, Message, Route, TransportBuilder};
+use stage7_transport::{Delivery, Error, Message, Route, Stack};
 use tokio::runtime::Runtime;
 use tower::{Layer, Service, ServiceExt};
 
@@ -70,10 +70,7 @@ where
 
 fn stack(c: &mut Criterion) {
     per_call(c, "bare", Bare);
-    let full = TransportBuilder::new(Bare)
-        .secondary(Bare)
-        .build()
-        .expect("stack");
+    let full = Stack::builder(Bare).secondary(Bare).build().expect("stack");
     per_call(c, "full_stack", full);
 
     per_call(c, "layer/metrics_call", MetricsLayer::call().layer(Bare));

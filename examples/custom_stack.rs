@@ -3,7 +3,7 @@
 //! A Librarian calls two peers that need different treatment:
 //!
 //! * the **Brain** answers requests the Librarian waits for: the default
-//!   stack from [`TransportBuilder`], tuned — a shorter deadline, a breaker
+//!   stack from [`StackBuilder`], tuned — a shorter deadline, a breaker
 //!   that opens after three failures in a row, two retries at most;
 //! * the **Logger** only takes events: a stack built by hand with
 //!   `tower::ServiceBuilder`, mixing this crate's layers with tower's own
@@ -28,9 +28,7 @@ use stage7_transport::layer::deadline::DeadlineLayer;
 use stage7_transport::layer::metrics::MetricsLayer;
 use stage7_transport::layer::retry::{RetryLayer, RetryPolicy};
 use stage7_transport::layer::timeout::TimeoutLayer;
-use stage7_transport::{
-    BranchConfig, Error, MemoryTransport, Message, MessageType, Route, TransportBuilder,
-};
+use stage7_transport::{BranchBuilder, Error, MemoryTransport, Message, MessageType, Route, Stack};
 use tower::{ServiceBuilder, ServiceExt};
 
 /// What each call did, in order.
@@ -56,9 +54,9 @@ async fn scenario() -> Result<Vec<Outcome>, Error> {
         tower::service_fn(|_: Message| async { Ok::<_, Infallible>(None) }),
     );
 
-    let brain = TransportBuilder::new(bus.clone())
-        .primary_config(
-            BranchConfig::new(Route::Memory)
+    let brain = Stack::builder(bus.clone())
+        .primary_branch(
+            BranchBuilder::new(Route::Memory)
                 .attempt_timeout(Duration::from_secs(2))
                 .breaker(CircuitBreakerLayer::builder().consecutive_failures(Some(3))),
         )

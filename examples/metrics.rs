@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use serde_json::json;
 use stage7_transport::layer::retry::RetryPolicy;
-use stage7_transport::{Error, Fault, MemoryTransport, Message, TransportBuilder};
+use stage7_transport::{Error, Fault, MemoryTransport, Message, Stack};
 use tower::ServiceExt;
 
 /// Each series as `name{label=value,…}` with its value: a count, a gauge
@@ -53,7 +53,7 @@ async fn scenario(snapshotter: &Snapshotter) -> Result<BTreeMap<String, String>,
             |m: Message| async move { Ok::<_, Infallible>(Some(m.reply(json!("ok")))) },
         ),
     );
-    let stack = TransportBuilder::new(bus.clone())
+    let stack = Stack::builder(bus.clone())
         .retry(RetryPolicy::builder().max_retries(1))
         .build()?;
 

@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 
 use serde_json::{Value, json};
-use stage7_transport::{Fault, MemoryTransport, Message, Transport, TransportBuilder};
+use stage7_transport::{Fault, MemoryTransport, Message, Stack, Transport};
 use tower::ServiceExt;
 
 /// Your service: asks the Brain for a plan, falls back to a cached one.
@@ -55,7 +55,7 @@ fn fake_brain() -> impl stage7_transport::Handler {
 async fn scenario() -> Vec<(Value, &'static str)> {
     let bus = MemoryTransport::new();
     bus.register("brain-1", "Brain", fake_brain());
-    let transport = TransportBuilder::new(bus.clone())
+    let transport = Stack::builder(bus.clone())
         .retry(stage7_transport::layer::retry::RetryPolicy::builder().max_retries(0))
         .build()
         .expect("valid settings");

@@ -49,19 +49,17 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
-use crate::amqp::{AmqpTransport, Subscriber, Subscription};
+use crate::amqp::{AmqpTransport, Subscriber};
 use crate::config::Config;
 use crate::defaults;
 use crate::error::{Error, Result};
 use crate::handler::{BoxHandler, Handler};
-use crate::http::{
-    Component, HttpServer, PostOfficeClient, ResolverChain, ServerHandle, StaticResolver,
-};
+use crate::http::{Component, HttpServer, PostOfficeClient, ResolverChain, StaticResolver};
 use crate::layer::dedup::DedupLayer;
 use crate::layer::retry::{RetryPolicy, RetryPolicyBuilder};
 use crate::message::{Codec, Message};
 use crate::route::Route;
-use crate::stack::{BranchConfig, StandardStack, standard_stack};
+use crate::stack::{BranchBuilder, StandardStack, standard_stack};
 use crate::transport::Delivery;
 use crate::url::parse_base;
 
@@ -87,7 +85,7 @@ struct Inner {
     url: String,
     stack: StandardStack,
     amqp: AmqpTransport,
-    server: Mutex<Option<ServerHandle>>,
+    server: Mutex<Option<HttpServer>>,
     subscriber: Mutex<Option<Subscriber>>,
     registration: Mutex<Option<JoinHandle<()>>>,
     grace: Duration,
@@ -109,8 +107,8 @@ impl Entity {
             work_queue: false,
             queue_expires: None,
             prefetch: defaults::PREFETCH,
-            amqp_branch: BranchConfig::new(Route::Amqp),
-            http_branch: BranchConfig::new(Route::Http),
+            amqp_branch: BranchBuilder::new(Route::Amqp),
+            http_branch: BranchBuilder::new(Route::Http),
             retry: RetryPolicy::builder(),
             grace: defaults::SHUTDOWN_GRACE,
         }
@@ -135,7 +133,7 @@ impl Entity {
     pub fn http_addr(&self) -> Option<SocketAddr> {
         lock(&self.inner.server)
             .as_ref()
-            .map(ServerHandle::local_addr)
+            .map(HttpServer::local_addr)
     }
 
     /// The stack the entity calls through, to compose into your own
@@ -269,8 +267,8 @@ pub struct EntityBuilder {
     work_queue: bool,
     queue_expires: Option<Option<Duration>>,
     prefetch: u16,
-    amqp_branch: BranchConfig,
-    http_branch: BranchConfig,
+    amqp_branch: BranchBuilder,
+    http_branch: BranchBuilder,
     retry: RetryPolicyBuilder,
     grace: Duration,
 }
@@ -349,16 +347,16 @@ impl EntityBuilder {
         self
     }
 
-    /// Settings of the AMQP branch. Default: [`BranchConfig::new`] with
+    /// Settings of the AMQP branch. Default: [`BranchBuilder::new`] with
     /// the configuration's attempt timeout.
-    pub fn amqp_branch(mut self, branch: BranchConfig) -> Self {
+    pub fn amqp_branch(mut self, branch: BranchBuilder) -> Self {
         self.amqp_branch = branch;
         self
     }
 
-    /// Settings of the HTTP branch. Default: [`BranchConfig::new`] with the
+    /// Settings of the HTTP branch. Default: [`BranchBuilder::new`] with the
     /// configuration's attempt timeout.
-    pub fn http_branch(mut self, branch: BranchConfig) -> Self {
+    pub fn http_branch(mut self, branch: BranchBuilder) -> Self {
         self.http_branch = branch;
         self
     }
@@ -406,7 +404,7 @@ impl EntityBuilder {
         });
         let dedup = DedupLayer::new();
 
-        let mut server = HttpServer::new()
+        let mut server = HttpServer::builder()
             .dedup(dedup.clone())
             .max_body_size(config.max_message_size);
         if let Some(token) = &config.http_token {
@@ -460,14 +458,14 @@ impl EntityBuilder {
 
         // Last, once nothing else can fail: a subscriber is not stopped by
         // dropping it.
-        let mut subscription = Subscription::new(&id, &self.component_type, self.handler)
+        let mut subscription = Subscriber::builder(&amqp, &id, &self.component_type, self.handler)
             .dedup(dedup)
             .work_queue(self.work_queue)
             .prefetch(self.prefetch);
         if let Some(unused_for) = queue_expires {
             subscription = subscription.expires(unused_for);
         }
-        let subscriber = amqp.subscribe(subscription)?;
+        let subscriber = subscription.start()?;
         if tokio::time::timeout(START_WAIT, amqp.first_attempt()).await == Ok(true) {
             let _ = tokio::time::timeout(START_WAIT, subscriber.ready()).await;
         }

@@ -10,7 +10,7 @@
 //!
 //! # The stack
 //!
-//! Outermost first, as [`TransportBuilder`] assembles it:
+//! Outermost first, as [`StackBuilder`] assembles it:
 //!
 //! | layer | does |
 //! |---|---|
@@ -34,7 +34,7 @@
 //! ```
 //! use std::convert::Infallible;
 //! use serde_json::json;
-//! use stage7_transport::{MemoryTransport, Message, Route, TransportBuilder};
+//! use stage7_transport::{MemoryTransport, Message, Route, StackBuilder};
 //! use tower::ServiceExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -44,7 +44,7 @@
 //!     Ok::<_, Infallible>(Some(m.reply(json!({"answer": 42}))))
 //! }));
 //!
-//! let transport = TransportBuilder::new(bus).build()?;
+//! let transport = Stack::builder(bus).build()?;
 //! let delivery = transport.oneshot(Message::request("Brain", json!({"q": "?"}))).await?;
 //! assert_eq!(delivery.route(), Route::Memory);
 //! assert_eq!(delivery.reply().and_then(|r| r.content()), Some(&json!({"answer": 42})));
@@ -97,5 +97,5 @@ pub use crate::memory::{Fault, MemoryTransport};
 pub use crate::message::{Codec, Message, MessageType};
 pub use crate::route::Route;
 pub use crate::secret::Secret;
-pub use crate::stack::{BranchConfig, Stack, StandardStack, TransportBuilder};
+pub use crate::stack::{BranchBuilder, Stack, StackBuilder, StandardStack};
 pub use crate::transport::{BoxTransport, Delivery, Transport};

@@ -12,9 +12,7 @@ use std::future::{Ready, ready};
 use std::task::{Context, Poll};
 
 use serde_json::json;
-use stage7_transport::{
-    BoxHandler, BranchConfig, Delivery, Error, Message, Route, TransportBuilder,
-};
+use stage7_transport::{BoxHandler, BranchBuilder, Delivery, Error, Message, Route, Stack};
 use tower::{Service, ServiceExt};
 
 /// Counts the allocations of the current thread.
@@ -84,10 +82,10 @@ where
 
 #[test]
 fn the_success_path_allocates_nothing() {
-    let stack = TransportBuilder::new(Bare(Route::Amqp))
-        .primary_config(BranchConfig::new(Route::Amqp))
+    let stack = Stack::builder(Bare(Route::Amqp))
+        .primary_branch(BranchBuilder::new(Route::Amqp))
         .secondary(Bare(Route::Http))
-        .secondary_config(BranchConfig::new(Route::Http))
+        .secondary_branch(BranchBuilder::new(Route::Http))
         .build()
         .unwrap();
     let allocations = allocations_per_1000_calls(stack, |delivery: Delivery| {

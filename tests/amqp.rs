@@ -15,7 +15,7 @@ use serde_json::json;
 use stage7_transport::amqp::topology::{
     DEAD_LETTER_EXCHANGE, EXCHANGE, REASON_HEADER, routing_key,
 };
-use stage7_transport::amqp::{AmqpTransport, Subscriber, Subscription};
+use stage7_transport::amqp::{AmqpTransport, Subscriber};
 use stage7_transport::{Codec, Error, ErrorClass, ErrorKind, Message, MessageType, Route};
 use support::{
     amqp_url, eventually, idle, queue_counts_reach, raw_channel, require_broker, unique,
@@ -44,8 +44,9 @@ async fn echo_entity(
             Ok::<_, Infallible>(Some(message.reply(content)))
         }
     });
-    let subscriber = transport
-        .subscribe(Subscription::new(id, "Echo", handler).expires(Duration::from_secs(60)))
+    let subscriber = Subscriber::builder(&transport, id, "Echo", handler)
+        .expires(Duration::from_secs(60))
+        .start()
         .unwrap();
     subscriber.ready().await;
     subscriber
@@ -171,8 +172,9 @@ async fn a_reply_too_large_to_send_is_a_rejection_for_the_caller() {
     let handler = tower::service_fn(|message: Message| async move {
         Ok::<_, Infallible>(Some(message.reply(json!("x".repeat(4096)))))
     });
-    let subscriber = receiver
-        .subscribe(Subscription::new(&id, "Verbose", handler).expires(Duration::from_secs(60)))
+    let subscriber = Subscriber::builder(&receiver, &id, "Verbose", handler)
+        .expires(Duration::from_secs(60))
+        .start()
         .unwrap();
     subscriber.ready().await;
 
@@ -264,8 +266,9 @@ async fn poison_messages_are_dead_lettered_with_a_reason_and_the_consumer_keeps_
             Ok(Some(message.reply(content)))
         }
     });
-    let _entity = transport
-        .subscribe(Subscription::new(&id, "Echo", failing).expires(Duration::from_secs(60)))
+    let _entity = Subscriber::builder(&transport, &id, "Echo", failing)
+        .expires(Duration::from_secs(60))
+        .start()
         .unwrap();
     _entity.ready().await;
 
@@ -408,10 +411,10 @@ async fn a_slow_handler_holds_back_no_other_acknowledgement() {
             }
         })
     };
-    let subscription = Subscription::new(&id, "Acks", handler)
+    let subscription = Subscriber::builder(&transport, &id, "Acks", handler)
         .prefetch(8)
         .expires(Duration::from_secs(60));
-    let subscriber = transport.subscribe(subscription).unwrap();
+    let subscriber = subscription.start().unwrap();
     subscriber.ready().await;
     let queue = subscriber.queue().to_owned();
     let statement = |content| {
@@ -469,8 +472,9 @@ async fn a_handler_error_comes_back_to_the_caller_as_rejected() {
     let id = unique("grumpy");
     let grumpy =
         tower::service_fn(|_: Message| async { Err::<Option<Message>, _>("no such mission") });
-    let entity = transport
-        .subscribe(Subscription::new(&id, "Grumpy", grumpy).expires(Duration::from_secs(60)))
+    let entity = Subscriber::builder(&transport, &id, "Grumpy", grumpy)
+        .expires(Duration::from_secs(60))
+        .start()
         .unwrap();
     entity.ready().await;
     let error = transport
@@ -493,8 +497,9 @@ async fn a_duplicate_id_runs_the_handler_once() {
         counted.fetch_add(1, Ordering::SeqCst);
         async move { Ok::<_, Infallible>(Some(message.reply(json!("done")))) }
     });
-    let entity = transport
-        .subscribe(Subscription::new(&id, "Counter", counter).expires(Duration::from_secs(60)))
+    let entity = Subscriber::builder(&transport, &id, "Counter", counter)
+        .expires(Duration::from_secs(60))
+        .start()
         .unwrap();
     entity.ready().await;
 
@@ -574,8 +579,8 @@ async fn fields_too_long_for_amqp_are_refused_not_panicked_on() {
             "{error}"
         );
     }
-    let error = transport
-        .subscribe(Subscription::new("e".repeat(300), "Echo", idle()))
+    let error = Subscriber::builder(&transport, "e".repeat(300), "Echo", idle())
+        .start()
         .unwrap_err();
     assert!(error.is_config(), "{error}");
 }
@@ -609,12 +614,10 @@ async fn a_work_queue_shares_the_types_messages_between_instances() {
             let _ = seen.send((instance, message.id().to_owned()));
             async { Ok::<_, Infallible>(None) }
         });
-        let subscriber = transport
-            .subscribe(
-                Subscription::new(unique("pool"), &kind, handler)
-                    .work_queue(true)
-                    .expires(Duration::from_secs(60)),
-            )
+        let subscriber = Subscriber::builder(&transport, unique("pool"), &kind, handler)
+            .work_queue(true)
+            .expires(Duration::from_secs(60))
+            .start()
             .unwrap();
         subscriber.ready().await;
         instances.push(subscriber);
@@ -682,8 +685,9 @@ async fn an_expiry_rabbitmq_would_refuse_is_a_configuration_error() {
         Duration::from_micros(500),
         Duration::from_secs(50 * 86_400),
     ] {
-        let refused = transport
-            .subscribe(Subscription::new(unique("idle"), "Idle", idle()).expires(expiry))
+        let refused = Subscriber::builder(&transport, unique("idle"), "Idle", idle())
+            .expires(expiry)
+            .start()
             .unwrap_err();
         assert_eq!(refused.kind(), ErrorKind::Config, "{refused}");
         assert!(
@@ -695,8 +699,9 @@ async fn an_expiry_rabbitmq_would_refuse_is_a_configuration_error() {
         Duration::from_millis(1),
         Duration::from_millis(u64::from(u32::MAX)),
     ] {
-        let accepted =
-            transport.subscribe(Subscription::new(unique("idle"), "Idle", idle()).expires(expiry));
+        let accepted = Subscriber::builder(&transport, unique("idle"), "Idle", idle())
+            .expires(expiry)
+            .start();
         let subscriber = accepted.unwrap_or_else(|e| panic!("{expiry:?}: {e}"));
         subscriber.shutdown(Duration::ZERO).await;
     }

@@ -15,7 +15,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
 use serde_json::json;
 use stage7_transport::amqp::topology::{EXCHANGE, routing_key};
-use stage7_transport::amqp::{AmqpTransport, Subscription};
+use stage7_transport::amqp::{AmqpTransport, Subscriber};
 use stage7_transport::{Error, ErrorKind, Message, MessageType};
 use support::proxy::{Mode, Proxy};
 use support::{amqp_url, close_connection, eventually, host_port, require_broker, unique};
@@ -116,8 +116,9 @@ async fn forced_close_mid_load_fails_pending_calls_fast_and_recovers() {
         let content = message.content().cloned().unwrap_or_default();
         Ok::<_, Infallible>(Some(message.reply(content)))
     });
-    let entity = transport
-        .subscribe(Subscription::new(&id, "Echo", echo).expires(Duration::from_secs(60)))
+    let entity = Subscriber::builder(&transport, &id, "Echo", echo)
+        .expires(Duration::from_secs(60))
+        .start()
         .unwrap();
     entity.ready().await;
     let (_connection, channel) = support::raw_channel().await;

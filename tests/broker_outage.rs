@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use stage7_transport::amqp::{AmqpTransport, Subscription};
+use stage7_transport::amqp::{AmqpTransport, Subscriber};
 use stage7_transport::{ErrorKind, Message};
 use support::{amqp_url, echo, eventually, require_broker, unique};
 use tower::ServiceExt;
@@ -50,8 +50,9 @@ async fn calls_fail_fast_while_the_broker_is_down_and_the_transport_comes_back()
         .build()
         .unwrap();
     let id = unique("echo");
-    let entity = transport
-        .subscribe(Subscription::new(&id, "Echo", echo()).expires(Duration::from_secs(120)))
+    let entity = Subscriber::builder(&transport, &id, "Echo", echo())
+        .expires(Duration::from_secs(120))
+        .start()
         .unwrap();
     entity.ready().await;
     transport

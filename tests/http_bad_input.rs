@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::Value;
-use stage7_transport::http::ServerHandle;
 use stage7_transport::{HttpServer, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -23,8 +22,8 @@ const MAX_BODY: usize = 1024;
 const GOOD: &str =
     r#"{"type":"request","sender":"t","recipient":"echo","requiresSync":true,"content":1}"#;
 
-async fn start() -> ServerHandle {
-    HttpServer::new()
+async fn start() -> HttpServer {
+    HttpServer::builder()
         .token(Secret::new(TOKEN))
         .max_body_size(MAX_BODY)
         .header_read_timeout(Duration::from_millis(300))

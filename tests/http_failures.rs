@@ -10,8 +10,7 @@ use serde_json::json;
 use stage7_transport::http::{PostOfficeResolver, ResolverChain, StaticResolver};
 use stage7_transport::layer::retry::RetryPolicy;
 use stage7_transport::{
-    BranchConfig, ErrorClass, ErrorKind, HttpServer, HttpTransport, Message, Route,
-    TransportBuilder,
+    BranchBuilder, ErrorClass, ErrorKind, HttpServer, HttpTransport, Message, Route, Stack,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -145,8 +144,8 @@ async fn a_429_is_not_delivered_with_retry_after() {
 #[tokio::test]
 async fn a_400_is_rejected_and_not_retried_by_the_stack() {
     let stack = |url: String| {
-        TransportBuilder::new(to(url))
-            .primary_config(BranchConfig::new(Route::Http))
+        Stack::builder(to(url))
+            .primary_branch(BranchBuilder::new(Route::Http))
             .retry(
                 RetryPolicy::builder()
                     .max_retries(2)
@@ -204,7 +203,10 @@ async fn the_postoffice_resolves_ids_and_types_and_is_cached() {
         tower::service_fn(
             |m: Message| async move { Ok::<_, Infallible>(Some(m.reply(json!("pong")))) },
         );
-    let brain = HttpServer::new().bind("127.0.0.1:0", echo).await.unwrap();
+    let brain = HttpServer::builder()
+        .bind("127.0.0.1:0", echo)
+        .await
+        .unwrap();
     let url = format!("http://{}", brain.local_addr());
     let registry =
         json!({"components": [{"id": "brain-1", "type": "Brain", "url": url}]}).to_string();
@@ -260,7 +262,7 @@ async fn the_postoffice_resolves_ids_and_types_and_is_cached() {
 
 #[tokio::test]
 async fn calls_that_need_the_same_recipient_share_one_lookup() {
-    let brain = HttpServer::new()
+    let brain = HttpServer::builder()
         .bind(
             "127.0.0.1:0",
             tower::service_fn(|m: Message| async move {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
-use stage7_transport::http::{HttpTransportBuilder, ServerHandle, StaticResolver};
+use stage7_transport::http::{HttpServerBuilder, HttpTransportBuilder, StaticResolver};
 use stage7_transport::layer::dedup::DedupLayer;
 use stage7_transport::{
     Error, ErrorClass, ErrorKind, Handler, HttpServer, HttpTransport, Message, MessageType, Route,
@@ -24,7 +24,7 @@ use tower::ServiceExt;
 use support::echo;
 use support::peer::{CountingForwarder, raw};
 
-async fn serve(server: HttpServer, handler: impl Handler) -> ServerHandle {
+async fn serve(server: HttpServerBuilder, handler: impl Handler) -> HttpServer {
     server
         .bind("127.0.0.1:0", handler)
         .await
@@ -56,7 +56,7 @@ fn gated(started: mpsc::UnboundedSender<String>, release: Arc<Notify>) -> impl H
 
 #[tokio::test]
 async fn sync_call_returns_the_reply() {
-    let server = serve(HttpServer::new(), echo()).await;
+    let server = serve(HttpServer::builder(), echo()).await;
     let request = Message::request("echo", json!({"q": "?"})).with_sender("caller-1");
     let delivery = transport(server.local_addr())
         .oneshot(request.clone())
@@ -76,7 +76,7 @@ async fn async_send_resolves_on_202_and_reaches_the_handler() {
         let _ = seen.send(m);
         async { Ok::<_, Infallible>(None) }
     });
-    let server = serve(HttpServer::new(), handler).await;
+    let server = serve(HttpServer::builder(), handler).await;
     let event = Message::new(MessageType::Statement)
         .with_recipient("echo")
         .with_content(json!("hello"));
@@ -94,7 +94,7 @@ async fn async_send_resolves_on_202_and_reaches_the_handler() {
 
 #[tokio::test]
 async fn a_thousand_concurrent_calls_are_all_answered() {
-    let server = serve(HttpServer::new(), echo()).await;
+    let server = serve(HttpServer::builder(), echo()).await;
     let transport = transport(server.local_addr());
     let calls: Vec<_> = (0..1000)
         .map(|i| {
@@ -113,7 +113,7 @@ async fn a_thousand_concurrent_calls_are_all_answered() {
 
 #[tokio::test]
 async fn sequential_calls_reuse_one_connection() {
-    let server = serve(HttpServer::new(), echo()).await;
+    let server = serve(HttpServer::builder(), echo()).await;
     let forwarder = CountingForwarder::start(server.local_addr()).await;
     let transport = transport(forwarder.addr);
     for i in 0..50 {
@@ -136,7 +136,7 @@ async fn a_repeated_id_runs_the_handler_once() {
         async move { Ok::<_, Infallible>(Some(m.reply(json!(run)))) }
     });
     let dedup = DedupLayer::new();
-    let server = serve(HttpServer::new().dedup(dedup.clone()), handler).await;
+    let server = serve(HttpServer::builder().dedup(dedup.clone()), handler).await;
     let transport = transport(server.local_addr());
     let request = Message::request("echo", json!("once"));
     let first = transport.clone().oneshot(request.clone()).await.unwrap();
@@ -160,7 +160,7 @@ async fn a_repeated_id_runs_the_handler_once() {
 async fn graceful_shutdown_completes_calls_in_flight() {
     let (started, mut starts) = mpsc::unbounded_channel();
     let release = Arc::new(Notify::new());
-    let server = serve(HttpServer::new(), gated(started, release.clone())).await;
+    let server = serve(HttpServer::builder(), gated(started, release.clone())).await;
     let addr = server.local_addr();
     let transport = transport(addr);
     let call = tokio::spawn(
@@ -200,7 +200,11 @@ async fn graceful_shutdown_completes_calls_in_flight() {
 #[tokio::test]
 async fn shutdown_past_its_grace_cuts_calls_in_flight() {
     let (started, mut starts) = mpsc::unbounded_channel();
-    let server = serve(HttpServer::new(), gated(started, Arc::new(Notify::new()))).await;
+    let server = serve(
+        HttpServer::builder(),
+        gated(started, Arc::new(Notify::new())),
+    )
+    .await;
     let transport = transport(server.local_addr());
     let call = tokio::spawn(transport.oneshot(Message::request("echo", json!(1))));
     starts.recv().await.unwrap();
@@ -226,7 +230,7 @@ async fn a_full_endpoint_sheds_load_with_503() {
     let (started, mut starts) = mpsc::unbounded_channel();
     let release = Arc::new(Notify::new());
     let server = serve(
-        HttpServer::new().max_concurrent_requests(1),
+        HttpServer::builder().max_concurrent_requests(1),
         gated(started, release.clone()),
     )
     .await;
@@ -272,7 +276,7 @@ async fn handler_errors_and_panics_come_back_as_rejections() {
             _ => Ok::<_, stage7_transport::BoxError>(Some(m.reply(json!("ok")))),
         }
     });
-    let server = serve(HttpServer::new(), handler).await;
+    let server = serve(HttpServer::builder(), handler).await;
     let transport = transport(server.local_addr());
     for (content, kind, text) in [
         (
@@ -333,7 +337,7 @@ async fn a_handlers_own_failures_keep_their_meaning_for_the_sender() {
             _ => Ok(Some(m.reply(json!("x".repeat(4096))))),
         }
     });
-    let server = serve(HttpServer::new().max_body_size(2048), handler).await;
+    let server = serve(HttpServer::builder().max_body_size(2048), handler).await;
     let transport = transport(server.local_addr());
     for (content, kind, class, text) in [
         (
@@ -369,7 +373,7 @@ async fn a_handlers_own_failures_keep_their_meaning_for_the_sender() {
 
 #[tokio::test]
 async fn healthy_and_ready_report_the_endpoint_state() {
-    let server = serve(HttpServer::new(), echo()).await;
+    let server = serve(HttpServer::builder(), echo()).await;
     let get = |path: &str| {
         Request::get(path)
             .header("host", "t")
@@ -401,7 +405,7 @@ async fn the_bearer_token_is_checked_and_never_shown() {
     const TOKEN: &str = "tok-7Hq2-never-print-me";
     let logs = support::logs();
     let mark = logs.mark();
-    let server_config = HttpServer::new().token(Secret::new(TOKEN));
+    let server_config = HttpServer::builder().token(Secret::new(TOKEN));
     let shown = format!("{server_config:?}");
     let server = serve(server_config, echo()).await;
     let builder = to(server.local_addr()).token(Secret::new(TOKEN));
@@ -465,7 +469,7 @@ async fn a_caller_that_gives_up_does_not_cut_the_handler_short() {
             }
         })
     };
-    let server = serve(HttpServer::new(), handler).await;
+    let server = serve(HttpServer::builder(), handler).await;
     let impatient = to(server.local_addr())
         .request_timeout(Duration::from_millis(100))
         .build()

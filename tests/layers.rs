@@ -14,7 +14,7 @@ use serde_json::json;
 use stage7_transport::layer::circuit_breaker::{CircuitBreakerLayer, State};
 use stage7_transport::layer::retry::RetryPolicy;
 use stage7_transport::{
-    BranchConfig, Delivery, Error, Fault, MemoryTransport, Message, Route, TransportBuilder,
+    BranchBuilder, Delivery, Error, Fault, MemoryTransport, Message, Route, Stack,
 };
 use tower::{Service, ServiceExt};
 
@@ -87,10 +87,10 @@ async fn every_layer_honours_the_readiness_contract() {
     let never_trips = CircuitBreakerLayer::builder()
         .consecutive_failures(Some(1000))
         .failure_rate(None);
-    let stack = TransportBuilder::new(primary)
-        .primary_config(BranchConfig::new(Route::Amqp).breaker(never_trips))
+    let stack = Stack::builder(primary)
+        .primary_branch(BranchBuilder::new(Route::Amqp).breaker(never_trips))
         .secondary(secondary)
-        .secondary_config(BranchConfig::new(Route::Http))
+        .secondary_branch(BranchBuilder::new(Route::Http))
         .retry(fast_retry())
         .build()
         .unwrap();
@@ -133,7 +133,7 @@ async fn secondary_serves_only_while_the_primary_is_down() {
             }),
         );
     }
-    let stack = TransportBuilder::new(primary.clone())
+    let stack = Stack::builder(primary.clone())
         .secondary(secondary)
         .retry(fast_retry())
         .build()
@@ -175,8 +175,8 @@ async fn an_open_primary_breaker_sends_calls_straight_to_the_secondary() {
         .failure_rate(None)
         .break_duration(Duration::from_secs(60))
         .max_break(Duration::from_secs(60));
-    let stack = TransportBuilder::new(primary)
-        .primary_config(BranchConfig::new(Route::Amqp).breaker(breaker))
+    let stack = Stack::builder(primary)
+        .primary_branch(BranchBuilder::new(Route::Amqp).breaker(breaker))
         .secondary(secondary)
         .retry(fast_retry().max_retries(0))
         .build()
@@ -215,7 +215,7 @@ async fn a_rejected_call_is_neither_retried_nor_fallen_back() {
         }),
     );
     let (secondary, secondary_calls) = Probe::new(Route::Http, 0);
-    let stack = TransportBuilder::new(primary)
+    let stack = Stack::builder(primary)
         .secondary(secondary)
         .retry(fast_retry())
         .build()
@@ -249,10 +249,10 @@ fn breaker_transitions_and_calls_are_counted_and_logged() {
             let breaker = CircuitBreakerLayer::builder()
                 .consecutive_failures(Some(2))
                 .failure_rate(None);
-            let stack = TransportBuilder::new(primary)
-                .primary_config(BranchConfig::new(Route::Amqp).breaker(breaker))
+            let stack = Stack::builder(primary)
+                .primary_branch(BranchBuilder::new(Route::Amqp).breaker(breaker))
                 .secondary(secondary)
-                .secondary_config(BranchConfig::new(Route::Http))
+                .secondary_branch(BranchBuilder::new(Route::Http))
                 .retry(fast_retry().max_retries(0))
                 .build()
                 .unwrap();
@@ -333,10 +333,10 @@ async fn the_deadline_bounds_retries_and_fallback_together() {
     let secondary = MemoryTransport::new();
     primary.inject(Fault::Drop);
     secondary.inject(Fault::Drop);
-    let stack = TransportBuilder::new(primary)
+    let stack = Stack::builder(primary)
         .secondary(secondary)
-        .primary_config(BranchConfig::new(Route::Amqp).attempt_timeout(Duration::from_secs(2)))
-        .secondary_config(BranchConfig::new(Route::Http).attempt_timeout(Duration::from_secs(2)))
+        .primary_branch(BranchBuilder::new(Route::Amqp).attempt_timeout(Duration::from_secs(2)))
+        .secondary_branch(BranchBuilder::new(Route::Http).attempt_timeout(Duration::from_secs(2)))
         .deadline(Duration::from_secs(5))
         .build()
         .unwrap();
@@ -373,7 +373,7 @@ impl Service<Message> for NeverReady {
 #[tokio::test(start_paused = true)]
 async fn waiting_for_a_backend_to_be_ready_ends_at_the_deadline() {
     let (primary, _) = Probe::new(Route::Amqp, usize::MAX);
-    let stack = TransportBuilder::new(primary)
+    let stack = Stack::builder(primary)
         .secondary(NeverReady)
         .deadline(Duration::from_secs(1))
         .retry(fast_retry().max_retries(0))

@@ -11,9 +11,9 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, PublisherConfirm};
 use stage7_transport::amqp::topology::{EXCHANGE, declare_exchange, routing_key};
-use stage7_transport::amqp::{AmqpTransport, Subscriber, Subscription};
+use stage7_transport::amqp::{AmqpTransport, Subscriber};
 use stage7_transport::url::redact_url;
-use stage7_transport::{BranchConfig, Config, Handler, Message, Route, Stack, TransportBuilder};
+use stage7_transport::{BranchBuilder, Config, Handler, Message, Route, Stack};
 
 /// The broker URL from the environment (`RABBITMQ_URL`, or the
 /// `RABBITMQ_DEFAULT_*` variables), as every entity reads it.
@@ -153,8 +153,9 @@ pub(crate) fn echo_handler() -> impl Handler {
 /// Serves entity `id` on `transport` with [`echo_handler`]; returns once it
 /// consumes.
 pub(crate) async fn echo_entity(transport: &AmqpTransport, id: &str) -> Result<Subscriber, String> {
-    let subscriber = transport
-        .subscribe(Subscription::new(id, "Echo", echo_handler()).expires(Duration::from_secs(60)))
+    let subscriber = Subscriber::builder(&transport, id, "Echo", echo_handler())
+        .expires(Duration::from_secs(60))
+        .start()
         .map_err(|e| e.to_string())?;
     tokio::time::timeout(Duration::from_secs(10), subscriber.ready())
         .await
@@ -184,8 +185,8 @@ pub(crate) async fn echo_run(url: &str, connection_name: &str) -> Result<EchoRun
         .map_err(|e| e.to_string())?;
     let entity = name("echo");
     let subscriber = echo_entity(&transport, &entity).await?;
-    let stack = TransportBuilder::new(transport.clone())
-        .primary_config(BranchConfig::new(Route::Amqp))
+    let stack = Stack::builder(transport.clone())
+        .primary_branch(BranchBuilder::new(Route::Amqp))
         .build()
         .map_err(|e| e.to_string())?;
     let template = Message::request(&entity, payload()).with_sender("bench");

@@ -4,7 +4,7 @@
 //!   hyper server that answers `200` with the same bytes.
 //! * `transport`: [`HttpTransport`] calls our [`HttpServer`] serving an echo
 //!   handler — JSON encoding and decoding both ways, de-duplication.
-//! * `stack`: the full [`TransportBuilder`] stack over that transport.
+//! * `stack`: the full [`Stack`] stack over that transport.
 //!
 //! Each of our calls carries a fresh id, as real callers' messages do, so
 //! the endpoint's de-duplication runs the handler every time, with its
@@ -26,7 +26,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use stage7_transport::http::StaticResolver;
-use stage7_transport::{BranchConfig, HttpServer, HttpTransport, Message, Route, TransportBuilder};
+use stage7_transport::{BranchBuilder, HttpServer, HttpTransport, Message, Route, Stack};
 use tokio::net::TcpListener;
 
 use super::Options;
@@ -73,7 +73,7 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
 
     // Like the bare server, the handler answers with what it received.
     let echo = tower::service_fn(|m: Message| async move { Ok::<_, Infallible>(Some(m)) });
-    let server = HttpServer::new()
+    let server = HttpServer::builder()
         .bind("127.0.0.1:0", echo)
         .await
         .map_err(|e| e.to_string())?;
@@ -82,8 +82,8 @@ pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     let transport = HttpTransport::builder(routes)
         .build()
         .map_err(|e| e.to_string())?;
-    let stack = TransportBuilder::new(transport.clone())
-        .primary_config(BranchConfig::new(Route::Http))
+    let stack = Stack::builder(transport.clone())
+        .primary_branch(BranchBuilder::new(Route::Http))
         .build()
         .map_err(|e| e.to_string())?;
 

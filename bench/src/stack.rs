@@ -8,7 +8,7 @@
 use std::future::ready;
 use std::time::Instant;
 
-use stage7_transport::{Delivery, Error, Message, Route, TransportBuilder};
+use stage7_transport::{Delivery, Error, Message, Route, Stack};
 use tower::{Service, ServiceExt, service_fn};
 
 use super::Options;
@@ -48,7 +48,7 @@ where
 
 pub(crate) async fn run(options: &Options) -> Result<Vec<Comparison>, String> {
     let mut baseline = bare();
-    let mut stack = TransportBuilder::new(bare())
+    let mut stack = Stack::builder(bare())
         .secondary(bare())
         .build()
         .map_err(|e| e.to_string())?;

@@ -17,7 +17,7 @@
 //!   takes them; a missing broker at start is not an error. Nothing is
 //!   re-published on reconnect: what was in flight fails, and the layers
 //!   above decide.
-//! * **Back-pressure**: at most [`window`](config::Builder::window) calls
+//! * **Back-pressure**: at most [`window`](AmqpTransportBuilder::window) calls
 //!   wait for a confirm or reply; beyond that, and while the broker blocks
 //!   the connection, `poll_ready` waits instead of buffering.
 //!
@@ -54,7 +54,7 @@
 //! ```
 
 mod acks;
-pub mod config;
+mod builder;
 mod consumer;
 mod publisher;
 mod rpc;
@@ -71,9 +71,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::TryAcquireError;
 use tower::Service;
 
-pub use self::config::Builder;
+pub use self::builder::AmqpTransportBuilder;
 pub(crate) use self::consumer::expiry_ms;
-pub use self::consumer::{Subscriber, Subscription};
+pub use self::consumer::{Subscriber, SubscriberBuilder};
 use self::supervisor::Shared;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
 use crate::message::Message;
@@ -115,11 +115,11 @@ impl Drop for Owner {
 impl AmqpTransport {
     /// Settings for a transport to the broker at `url`
     /// (`amqp://user:pass@host:port/vhost`).
-    pub fn builder(url: impl Into<String>) -> Builder {
-        Builder::new(Secret::new(url))
+    pub fn builder(url: impl Into<String>) -> AmqpTransportBuilder {
+        AmqpTransportBuilder::new(Secret::new(url))
     }
 
-    pub(crate) fn start(settings: config::Settings) -> Self {
+    pub(crate) fn start(settings: builder::Settings) -> Self {
         let shared = Arc::new(Shared::new(settings));
         tokio::spawn(supervisor::supervise(shared.clone()));
         Self {
@@ -154,18 +154,6 @@ impl AmqpTransport {
         self.owner
             .current()
             .map_or(0, |link| link.rpc.pending().len())
-    }
-
-    /// Consumes for an entity; see [`Subscription`]. Works while
-    /// disconnected: the consumer starts as soon as a connection is up, and
-    /// again on every new one.
-    ///
-    /// # Errors
-    ///
-    /// [`Config`](ErrorKind::Config) when the entity's id or type makes a
-    /// queue name or routing key longer than AMQP allows.
-    pub fn subscribe(&self, subscription: Subscription) -> Result<Subscriber> {
-        consumer::start(self.owner.clone(), subscription)
     }
 
     /// Closes the connection now, for every clone. Calls fail afterwards
@@ -300,7 +288,7 @@ mod tests {
 
     use tower::Service;
 
-    use super::{AmqpTransport, Subscription};
+    use super::{AmqpTransport, Subscriber};
     use crate::message::Message;
 
     #[tokio::test]
@@ -312,13 +300,14 @@ mod tests {
             .unwrap();
         let closing = transport.owner.0.closing.subscribe();
         let mut clone = transport.clone();
-        let subscriber = transport
-            .subscribe(Subscription::new(
-                "closing-1",
-                "Closing",
-                tower::service_fn(|_: Message| async { Ok::<_, std::convert::Infallible>(None) }),
-            ))
-            .unwrap();
+        let subscriber = Subscriber::builder(
+            &transport,
+            "closing-1",
+            "Closing",
+            tower::service_fn(|_: Message| async { Ok::<_, std::convert::Infallible>(None) }),
+        )
+        .start()
+        .unwrap();
         drop(transport);
         // On this single-threaded runtime, lets the consumer task start and
         // settle into waiting for a connection.

@@ -11,7 +11,7 @@ use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection, ConnectionProperties, Event};
 use tokio::sync::{Notify, Semaphore, watch};
 
-use super::config::Settings;
+use super::builder::Settings;
 use super::publisher::{Drain, drain};
 use super::rpc::Rpc;
 use super::topology::declare_exchanges;

@@ -42,7 +42,7 @@
 //!     let content = m.content().cloned().unwrap_or_default();
 //!     Ok::<_, Infallible>(Some(m.reply(content)))
 //! });
-//! let server = HttpServer::new().bind("127.0.0.1:0", echo).await?;
+//! let server = HttpServer::builder().bind("127.0.0.1:0", echo).await?;
 //!
 //! let base = format!("http://{}", server.local_addr());
 //! let transport = HttpTransport::builder(StaticResolver::new([("echo", base)])?).build()?;
@@ -65,7 +65,7 @@ pub use self::resolve::{
     PostOfficeResolver, PostOfficeResolverBuilder, Resolve, ResolveFuture, ResolverChain,
     StaticResolver,
 };
-pub use self::server::{HttpServer, ServerHandle};
+pub use self::server::{HttpServer, HttpServerBuilder};
 pub use self::transport::{HttpTransport, HttpTransportBuilder, ResponseFuture};
 use crate::message::APPLICATION_JSON;
 

@@ -2,7 +2,7 @@
 //!
 //! Every layer takes and returns the crate [`Error`](crate::Error), so they
 //! compose in any order without nesting error types. The order
-//! [`TransportBuilder`](crate::TransportBuilder) assembles, outermost first:
+//! [`StackBuilder`](crate::StackBuilder) assembles, outermost first:
 //!
 //! ```text
 //! metrics (call) → deadline → retry → fallback ┬ primary:   metrics (attempt) → circuit_breaker → timeout → backend

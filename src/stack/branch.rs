@@ -16,21 +16,21 @@ use crate::route::Route;
 ///
 /// ```
 /// use std::time::Duration;
-/// use stage7_transport::{BranchConfig, Route};
+/// use stage7_transport::{BranchBuilder, Route};
 /// use stage7_transport::layer::circuit_breaker::CircuitBreakerLayer;
 ///
-/// let amqp = BranchConfig::new(Route::Amqp)
+/// let amqp = BranchBuilder::new(Route::Amqp)
 ///     .attempt_timeout(Duration::from_secs(2))
 ///     .breaker(CircuitBreakerLayer::builder().consecutive_failures(Some(3)));
 /// ```
 #[derive(Debug, Clone)]
-pub struct BranchConfig {
+pub struct BranchBuilder {
     route: Route,
     attempt_timeout: Option<Duration>,
     breaker: CircuitBreakerBuilder,
 }
 
-impl BranchConfig {
+impl BranchBuilder {
     /// Defaults for a branch that delivers over `route`.
     pub fn new(route: Route) -> Self {
         Self {

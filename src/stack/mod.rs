@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tower::{Layer, Service};
 
-pub use self::branch::{Branch, BranchConfig};
+pub use self::branch::{Branch, BranchBuilder};
 pub use self::standard::StandardStack;
 pub(crate) use self::standard::standard_stack;
 use crate::defaults;
@@ -35,37 +35,37 @@ type Layers<P, S> = Metrics<Deadline<Retry<RetryPolicy, Fallback<Branch<P>, Bran
 ///
 /// ```
 /// use std::time::Duration;
-/// use stage7_transport::{BranchConfig, MemoryTransport, Route, TransportBuilder};
+/// use stage7_transport::{BranchBuilder, MemoryTransport, Route, StackBuilder};
 /// use stage7_transport::layer::retry::RetryPolicy;
 ///
 /// let primary = MemoryTransport::new();
 /// let secondary = MemoryTransport::new();
-/// let stack = TransportBuilder::new(primary)
+/// let stack = Stack::builder(primary)
 ///     .secondary(secondary)
-///     .secondary_config(BranchConfig::new(Route::Memory).attempt_timeout(Duration::from_secs(1)))
+///     .secondary_branch(BranchBuilder::new(Route::Memory).attempt_timeout(Duration::from_secs(1)))
 ///     .deadline(Duration::from_secs(5))
 ///     .retry(RetryPolicy::builder().max_retries(2))
 ///     .build()?;
 /// # Ok::<(), stage7_transport::Error>(())
 /// ```
 #[derive(Debug)]
-pub struct TransportBuilder<P, S = P> {
+pub struct StackBuilder<P, S = P> {
     primary: P,
-    primary_config: BranchConfig,
-    secondary: Option<(S, BranchConfig)>,
+    primary_branch: BranchBuilder,
+    secondary: Option<(S, BranchBuilder)>,
     deadline: Duration,
     retry: RetryPolicyBuilder,
     receivers_deduplicate: bool,
 }
 
-impl<P> TransportBuilder<P> {
-    /// A stack over `primary` alone, with default settings. The primary
-    /// branch is labelled [`Route::Memory`] until
-    /// [`primary_config`](Self::primary_config) says otherwise.
-    pub fn new(primary: P) -> Self {
-        Self {
+impl<P> Stack<P> {
+    /// Settings for a stack over `primary` alone, starting from the
+    /// defaults. The primary branch is labelled [`Route::Memory`] until
+    /// [`primary_branch`](StackBuilder::primary_branch) says otherwise.
+    pub fn builder(primary: P) -> StackBuilder<P> {
+        StackBuilder {
             primary,
-            primary_config: BranchConfig::new(Route::Memory),
+            primary_branch: BranchBuilder::new(Route::Memory),
             secondary: None,
             deadline: defaults::CALL_DEADLINE,
             retry: RetryPolicy::builder(),
@@ -74,17 +74,17 @@ impl<P> TransportBuilder<P> {
     }
 }
 
-impl<P, S> TransportBuilder<P, S> {
+impl<P, S> StackBuilder<P, S> {
     /// Falls back to `secondary` when the primary fails in a way that makes
     /// sending again safe.
-    pub fn secondary<S2>(self, secondary: S2) -> TransportBuilder<P, S2> {
+    pub fn secondary<S2>(self, secondary: S2) -> StackBuilder<P, S2> {
         let config = match self.secondary {
             Some((_, config)) => config,
-            None => BranchConfig::new(Route::Memory),
+            None => BranchBuilder::new(Route::Memory),
         };
-        TransportBuilder {
+        StackBuilder {
             primary: self.primary,
-            primary_config: self.primary_config,
+            primary_branch: self.primary_branch,
             secondary: Some((secondary, config)),
             deadline: self.deadline,
             retry: self.retry,
@@ -93,13 +93,13 @@ impl<P, S> TransportBuilder<P, S> {
     }
 
     /// Settings of the primary branch.
-    pub fn primary_config(mut self, config: BranchConfig) -> Self {
-        self.primary_config = config;
+    pub fn primary_branch(mut self, config: BranchBuilder) -> Self {
+        self.primary_branch = config;
         self
     }
 
     /// Settings of the secondary branch; ignored without a secondary.
-    pub fn secondary_config(mut self, config: BranchConfig) -> Self {
+    pub fn secondary_branch(mut self, config: BranchBuilder) -> Self {
         if let Some((_, slot)) = &mut self.secondary {
             *slot = config;
         }
@@ -140,7 +140,7 @@ impl<P, S> TransportBuilder<P, S> {
         if self.deadline.is_zero() {
             return Err(Error::config("call deadline must be positive"));
         }
-        let primary = self.primary_config.assemble(self.primary)?;
+        let primary = self.primary_branch.assemble(self.primary)?;
         let secondary = match self.secondary {
             Some((backend, config)) => Some(config.assemble(backend)?),
             None => None,
@@ -160,7 +160,7 @@ impl<P, S> TransportBuilder<P, S> {
 }
 
 /// The assembled stack: a [`Transport`](crate::Transport) built by
-/// [`TransportBuilder`].
+/// [`StackBuilder`].
 ///
 /// # Clone
 ///

@@ -2,7 +2,7 @@
 //! [`Config`]. What every [`Entity`](crate::Entity) calls through, and what
 //! a service that only sends starts from.
 
-use super::{BranchConfig, Stack, TransportBuilder};
+use super::{BranchBuilder, Stack};
 use crate::amqp::AmqpTransport;
 use crate::config::Config;
 use crate::error::Result;
@@ -34,8 +34,8 @@ impl StandardStack {
             amqp,
             ResolverChain::from_config(config)?,
             config,
-            BranchConfig::new(Route::Amqp),
-            BranchConfig::new(Route::Http),
+            BranchBuilder::new(Route::Amqp),
+            BranchBuilder::new(Route::Http),
             RetryPolicy::builder(),
         )
     }
@@ -48,15 +48,15 @@ pub(crate) fn standard_stack(
     amqp: AmqpTransport,
     resolver: ResolverChain,
     config: &Config,
-    amqp_branch: BranchConfig,
-    http_branch: BranchConfig,
+    amqp_branch: BranchBuilder,
+    http_branch: BranchBuilder,
     retry: RetryPolicyBuilder,
 ) -> Result<StandardStack> {
     let http = HttpTransport::builder(resolver).config(config).build()?;
-    TransportBuilder::new(amqp)
-        .primary_config(amqp_branch.default_attempt_timeout(config.attempt_timeout))
+    Stack::builder(amqp)
+        .primary_branch(amqp_branch.default_attempt_timeout(config.attempt_timeout))
         .secondary(http)
-        .secondary_config(http_branch.default_attempt_timeout(config.attempt_timeout))
+        .secondary_branch(http_branch.default_attempt_timeout(config.attempt_timeout))
         .deadline(config.deadline)
         .retry(retry)
         .build()

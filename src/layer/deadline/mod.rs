@@ -4,7 +4,7 @@
 //! deadline the caller set). Made with [`Deadline::new`] it fails the call
 //! with a [`Timeout`](crate::ErrorKind::Timeout) error when the deadline
 //! passes, whatever the layers below are doing; made with
-//! [`Deadline::delegating`] (as [`TransportBuilder`](crate::TransportBuilder)
+//! [`Deadline::delegating`] (as [`StackBuilder`](crate::StackBuilder)
 //! makes it) it leaves that to the layers below, and the caller gets their
 //! error — the attempt's timeout, or the last attempt's error.
 //! Layers below read [`Message::deadline`]: the retry layer does not start a
@@ -57,7 +57,7 @@ impl<S> Deadline<S> {
 
     /// Sets each call's deadline on its message without a timer of its own,
     /// for stacks whose every wait below is already bounded by it — as
-    /// [`TransportBuilder`](crate::TransportBuilder)'s are: each attempt's
+    /// [`StackBuilder`](crate::StackBuilder)'s are: each attempt's
     /// timeout is capped by the deadline, the retry policy does not start a
     /// wait that would end past it, and the retry and fallback layers bound
     /// their waits for readiness by it. One timer per call fewer is ~10 % of

@@ -18,7 +18,7 @@
 //! retry runs the handler again.
 //!
 //! Ids are compared alone, not with the sender: a peer that reuses another's
-//! id gets that message's reply. With [`work_queue`](crate::amqp::Subscription::work_queue),
+//! id gets that message's reply. With [`work_queue`](crate::amqp::SubscriberBuilder::work_queue),
 //! repeats can reach another instance, whose memory is its own.
 //!
 //! Share one [`DedupLayer`] between every path a receiver listens on (an

@@ -1,4 +1,5 @@
-//! Settings of an [`AmqpTransport`], validated when built.
+//! [`AmqpTransportBuilder`]: the settings of an [`AmqpTransport`], validated
+//! when built.
 
 use std::fmt;
 use std::time::Duration;
@@ -40,7 +41,7 @@ impl fmt::Debug for Settings {
 /// Settings for an [`AmqpTransport`]; see
 /// [`AmqpTransport::builder`](super::AmqpTransport::builder).
 #[derive(Clone)]
-pub struct Builder {
+pub struct AmqpTransportBuilder {
     url: Secret,
     connection_name: String,
     heartbeat: u16,
@@ -51,7 +52,7 @@ pub struct Builder {
     codec: Codec,
 }
 
-impl Builder {
+impl AmqpTransportBuilder {
     pub(crate) fn new(url: Secret) -> Self {
         Self {
             url,
@@ -165,9 +166,9 @@ impl Builder {
     }
 }
 
-impl fmt::Debug for Builder {
+impl fmt::Debug for AmqpTransportBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("AmqpTransportBuilder")
             .field("url", &redact_url(self.url.expose()))
             .field("connection_name", &self.connection_name)
             .field("heartbeat", &self.heartbeat)

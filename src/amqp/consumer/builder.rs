@@ -1,0 +1,203 @@
+//! [`SubscriberBuilder`]: which queues an entity consumes, and how.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::types::ShortString;
+use tokio::sync::watch;
+
+use super::{Queue, Subscriber};
+use crate::amqp::topology::{BROADCAST, queue_name, routing_key};
+use crate::amqp::{AmqpTransport, Owner};
+use crate::defaults;
+use crate::error::{Error, Result};
+use crate::handler::BoxHandler;
+use crate::layer::dedup::DedupLayer;
+
+/// What to consume and how: an entity's id and component type, the handler
+/// its messages go to, and the queue's settings; see [`Subscriber::builder`].
+///
+/// The entity's queue is `{type lowercased}-{id}`, bound to `message.{id}`,
+/// `message.{type}` (as written and lowercased) and `message.all` (DESIGN
+/// §3). With [`work_queue`](Self::work_queue), messages for the type go to
+/// one shared queue `{type lowercased}` instead, so instances share them.
+///
+/// ```no_run
+/// use std::convert::Infallible;
+/// use stage7_transport::amqp::{AmqpTransport, Subscriber};
+/// use stage7_transport::Message;
+///
+/// # async fn run() -> Result<(), stage7_transport::Error> {
+/// let transport = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:5672/%2f").build()?;
+/// let echo = tower::service_fn(|m: Message| async move {
+///     let content = m.content().cloned().unwrap_or_default();
+///     Ok::<_, Infallible>(Some(m.reply(content)))
+/// });
+/// let consumer = Subscriber::builder(&transport, "echo-1", "Echo", echo).start()?;
+/// consumer.ready().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SubscriberBuilder {
+    pub(super) owner: Arc<Owner>,
+    pub(super) id: String,
+    pub(super) component_type: String,
+    pub(super) handler: BoxHandler,
+    pub(super) prefetch: u16,
+    pub(super) work_queue: bool,
+    pub(super) dedup: Option<DedupLayer>,
+    pub(super) expires: Option<Duration>,
+}
+
+impl SubscriberBuilder {
+    pub(super) fn new(
+        transport: &AmqpTransport,
+        id: String,
+        component_type: String,
+        handler: BoxHandler,
+    ) -> Self {
+        Self {
+            owner: transport.owner.clone(),
+            id,
+            component_type,
+            handler,
+            prefetch: defaults::PREFETCH,
+            work_queue: false,
+            dedup: None,
+            expires: None,
+        }
+    }
+
+    /// Unacknowledged messages held at once, and so handlers run at once.
+    /// Default [`PREFETCH`](crate::defaults::PREFETCH).
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// Share messages for the component type with other instances through
+    /// one work queue instead of each receiving them. Default off (the
+    /// seed's layout).
+    ///
+    /// De-duplication is per instance: a retry or a fallback of a message
+    /// sent to the type can reach another instance, which runs it again.
+    /// Use work queues for idempotent handlers, or have senders to the type
+    /// turn off [`receivers_deduplicate`](crate::StackBuilder::receivers_deduplicate).
+    pub fn work_queue(mut self, shared: bool) -> Self {
+        self.work_queue = shared;
+        self
+    }
+
+    /// The de-duplication memory; pass the one the entity's other
+    /// endpoints use so a message arriving both ways runs once. Default: a
+    /// fresh [`DedupLayer`].
+    pub fn dedup(mut self, dedup: DedupLayer) -> Self {
+        self.dedup = Some(dedup);
+        self
+    }
+
+    /// Let the broker delete the entity's own queue after it has had no
+    /// consumer for this long (`x-expires`), between 1 ms and 2³² − 1 ms:
+    /// for instances whose id is not reused, whose queue nobody would
+    /// consume again. The broker drops what the queue still holds; it does
+    /// not dead-letter it. The shared [work queue](Self::work_queue) never
+    /// expires. Default: never.
+    ///
+    /// The expiry is set when the queue is created: a queue that already
+    /// exists is used with the arguments it has.
+    pub fn expires(mut self, unused_for: Duration) -> Self {
+        self.expires = Some(unused_for);
+        self
+    }
+
+    /// The entity's own queue.
+    pub fn queue(&self) -> String {
+        queue_name(&self.component_type, &self.id)
+    }
+
+    /// Each queue to consume: its name, its routing keys, and its expiry in
+    /// milliseconds (`expires_ms` for the own queue, none for the work
+    /// queue).
+    fn queues(&self, expires_ms: Option<u32>) -> Vec<Queue> {
+        let kind = &self.component_type;
+        let lower = kind.to_lowercase();
+        let mut type_keys = vec![routing_key(kind)];
+        if lower != *kind {
+            type_keys.push(routing_key(&lower));
+        }
+        let mut own = vec![routing_key(&self.id), routing_key(BROADCAST)];
+        if self.work_queue {
+            vec![(self.queue(), own, expires_ms), (lower, type_keys, None)]
+        } else {
+            own.extend(type_keys);
+            vec![(self.queue(), own, expires_ms)]
+        }
+    }
+
+    /// Declares the queues and starts consuming: at once if the broker
+    /// answers, otherwise as soon as it does. Works while disconnected; the
+    /// consumer is re-armed on every new connection.
+    ///
+    /// # Errors
+    ///
+    /// [`Config`](crate::ErrorKind::Config) when the entity's id or type makes a
+    /// queue name or routing key longer than AMQP allows, or the expiry is
+    /// out of range.
+    pub fn start(self) -> Result<Subscriber> {
+        let owner = self.owner.clone();
+        let expires_ms = self.expires.map(expiry_ms).transpose()?;
+        let queues = self.queues(expires_ms);
+        for (queue, keys, _) in &queues {
+            for name in std::iter::once(queue).chain(keys) {
+                if ShortString::try_new(name.as_str()).is_err() {
+                    return Err(Error::config(format!(
+                        "`{name}` is longer than the 255 bytes AMQP allows for queue names and routing keys"
+                    )));
+                }
+            }
+        }
+        let queue = self.queue();
+        let (consuming_tx, consuming) = watch::channel(false);
+        let (stop, stop_rx) = watch::channel(None);
+        let task = tokio::spawn(async move {
+            super::run(owner.0.clone(), self, queues, consuming_tx, stop_rx).await;
+            drop(owner);
+        });
+        Ok(Subscriber {
+            queue,
+            consuming,
+            stop,
+            task,
+        })
+    }
+}
+
+impl fmt::Debug for SubscriberBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriberBuilder")
+            .field("id", &self.id)
+            .field("component_type", &self.component_type)
+            .field("prefetch", &self.prefetch)
+            .field("work_queue", &self.work_queue)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `unused` as the milliseconds of an `x-expires` argument.
+///
+/// # Errors
+///
+/// [`Config`](crate::ErrorKind::Config) outside what RabbitMQ accepts.
+pub(crate) fn expiry_ms(unused: Duration) -> Result<u32> {
+    u32::try_from(unused.as_millis())
+        .ok()
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| {
+            Error::config(format!(
+                "queue expiry of {unused:?} is outside what RabbitMQ accepts: 1 ms to 2^32 - 1 ms"
+            ))
+        })
+}
