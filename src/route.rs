@@ -16,6 +16,9 @@ pub enum Route {
 }
 
 impl Route {
+    /// Every route, in declaration order: `Route::ALL[r as usize] == r`.
+    pub const ALL: [Route; 3] = [Self::Amqp, Self::Http, Self::Memory];
+
     /// `"amqp"`, `"http"` or `"memory"`: metric labels and log fields.
     pub const fn as_str(self) -> &'static str {
         match self {

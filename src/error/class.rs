@@ -20,6 +20,9 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class, in declaration order: `ErrorClass::ALL[c as usize] == c`.
+    pub const ALL: [ErrorClass; 3] = [Self::NotDelivered, Self::UnknownOutcome, Self::Rejected];
+
     /// A short lowercase name, used in logs and metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -90,9 +90,10 @@ where
     }
 }
 
-const ROUTES: usize = 4;
-const OUTCOMES: usize = 4;
-const OUTCOME_NAMES: [&str; OUTCOMES] = ["ok", "not_delivered", "unknown_outcome", "rejected"];
+/// One slot per route, and one for errors raised before any route.
+const ROUTES: usize = Route::ALL.len() + 1;
+/// One slot for success, then one per error class.
+const OUTCOMES: usize = ErrorClass::ALL.len() + 1;
 
 /// What a layer records into; registered once when the layer is built.
 #[derive(Debug)]
@@ -110,23 +111,22 @@ pub(crate) enum Scope {
 }
 
 fn route_index(route: Option<Route>) -> usize {
-    match route {
-        Some(Route::Amqp) => 0,
-        Some(Route::Http) => 1,
-        Some(Route::Memory) => 2,
-        None => 3,
-    }
+    route.map_or(Route::ALL.len(), |route| route as usize)
 }
 
-const ROUTE_NAMES: [&str; ROUTES] = ["amqp", "http", "memory", "none"];
+fn route_name(index: usize) -> &'static str {
+    Route::ALL.get(index).map_or("none", |route| route.as_str())
+}
 
 fn outcome_index(class: Option<ErrorClass>) -> usize {
-    match class {
-        None => 0,
-        Some(ErrorClass::NotDelivered) => 1,
-        Some(ErrorClass::UnknownOutcome) => 2,
-        Some(ErrorClass::Rejected) => 3,
-    }
+    class.map_or(0, |class| class as usize + 1)
+}
+
+fn outcome_name(index: usize) -> &'static str {
+    index
+        .checked_sub(1)
+        .and_then(|class| ErrorClass::ALL.get(class))
+        .map_or("ok", |class| class.as_str())
 }
 
 impl Handles {
@@ -137,13 +137,21 @@ impl Handles {
         };
         Self {
             scope,
-            counters: ROUTE_NAMES.map(|route| {
-                OUTCOME_NAMES
-                    .map(|outcome| metrics::counter!(calls, "route" => route, "outcome" => outcome))
+            counters: std::array::from_fn(|route| {
+                std::array::from_fn(|outcome| {
+                    metrics::counter!(
+                        calls,
+                        "route" => route_name(route),
+                        "outcome" => outcome_name(outcome)
+                    )
+                })
             }),
             durations: (scope == Scope::Call).then(|| {
-                ROUTE_NAMES.map(|route| {
-                    metrics::histogram!("stage7_transport_call_duration_seconds", "route" => route)
+                std::array::from_fn(|route| {
+                    metrics::histogram!(
+                        "stage7_transport_call_duration_seconds",
+                        "route" => route_name(route)
+                    )
                 })
             }),
         }
@@ -186,13 +194,33 @@ impl Handles {
             durations[r].record(elapsed.as_secs_f64());
         }
         match result {
-            Ok(_) => tracing::debug!(route = ROUTE_NAMES[r], ?elapsed, "delivered"),
+            Ok(_) => tracing::debug!(route = route_name(r), ?elapsed, "delivered"),
             Err(error) if self.scope == Scope::Call => {
-                tracing::debug!(route = ROUTE_NAMES[r], ?elapsed, %error, "call failed");
+                tracing::debug!(route = route_name(r), ?elapsed, %error, "call failed");
             }
             Err(error) => {
-                tracing::debug!(route = ROUTE_NAMES[r], %error, "attempt failed")
+                tracing::debug!(route = route_name(r), %error, "attempt failed")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_come_from_the_enums() {
+        for route in Route::ALL {
+            assert_eq!(route_name(route_index(Some(route))), route.as_str());
+        }
+        assert_eq!(route_name(route_index(None)), "none");
+        for class in ErrorClass::ALL {
+            assert_eq!(outcome_name(outcome_index(Some(class))), class.as_str());
+        }
+        assert_eq!(outcome_name(outcome_index(None)), "ok");
+        let mut names: Vec<_> = (0..ROUTES).map(route_name).collect();
+        names.dedup();
+        assert_eq!(names.len(), ROUTES, "one slot per route name");
     }
 }
