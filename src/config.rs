@@ -1,6 +1,6 @@
 //! Settings from the environment or an env file; secrets never printed.
 //!
-//! The variable names are the TypeScript services' (DESIGN §3) plus a few of
+//! The variable names are the TypeScript services' (docs/ARCHITECTURE.md, wire format) plus a few of
 //! our own:
 //!
 //! | variable | meaning | default |
@@ -305,8 +305,9 @@ mod tests {
         .unwrap();
         assert_eq!(config.http_routes.len(), 1);
         assert_eq!(config.http_routes["brain"], "http://brain:5070");
-        crate::http::resolve::StaticResolver::from_config(&config)
-            .expect("every route the config keeps is a valid base");
+        for url in config.http_routes.values() {
+            parse_base(url).expect("every route the config keeps is a valid base");
+        }
         let error = Config::from_vars([("RABBITMQ_URL", "amqps://h")]).unwrap_err();
         assert!(
             error.to_string().contains("amqps:// is not supported"),

@@ -1,5 +1,5 @@
 //! `stage7 bench amqp-node`: request/reply through RabbitMQ, the seed's
-//! Node.js amqplib stack against ours (DESIGN §5: at least twice its rate).
+//! Node.js amqplib stack against ours (goal: at least twice its rate).
 //!
 //! * `amqplib`: `tests/interop/peer.js bench` (one channel, direct
 //!   reply-to, a correlation map, persistent requests, no publisher

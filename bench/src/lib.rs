@@ -20,7 +20,7 @@ mod stack;
 
 use clap::{Args, ValueEnum};
 
-/// The scenarios of DESIGN §6.
+/// The load-run scenarios.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
     /// In process: a bare service against the full stack over it.

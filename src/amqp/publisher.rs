@@ -28,7 +28,7 @@ pub(crate) fn short(field: &str, value: impl Into<String>) -> Result<ShortString
 }
 
 /// Where and how a message is published: its routing key and the
-/// properties of DESIGN §3 (persistent, JSON, `message_id` = id,
+/// properties of docs/ARCHITECTURE.md (wire format) (persistent, JSON, `message_id` = id,
 /// `timestamp`, `app_id` = sender). Building it checks every field that
 /// becomes an AMQP short string, so a long id or recipient is a clear
 /// error, not a panic in the client library.

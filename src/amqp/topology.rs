@@ -1,4 +1,4 @@
-//! Names and declarations of the exchanges, queues and bindings (DESIGN §3).
+//! Names and declarations of the exchanges, queues and bindings (docs/ARCHITECTURE.md, wire format).
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};

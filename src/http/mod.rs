@@ -1,7 +1,7 @@
 //! HTTP: the fallback path ([`HttpTransport`]) and the receiving side
 //! ([`HttpServer`]).
 //!
-//! # Wire contract (DESIGN §3)
+//! # Wire contract (docs/ARCHITECTURE.md, wire format)
 //!
 //! `POST {base}/message` with the message as JSON, `Content-Type:
 //! application/json`, `X-Request-ID: {id}` and, when a token is configured,

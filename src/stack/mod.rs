@@ -25,7 +25,7 @@ use crate::transport::Delivery;
 
 type Layers<P, S> = Metrics<Deadline<Retry<RetryPolicy, Fallback<Branch<P>, Branch<S>>>>>;
 
-/// Builds a [`Stack`]: the layers of DESIGN §4 over a primary backend and an
+/// Builds a [`Stack`]: the layers of docs/ARCHITECTURE.md (the path of one call) over a primary backend and an
 /// optional secondary one.
 ///
 /// # Order

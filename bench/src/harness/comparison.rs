@@ -20,7 +20,7 @@ pub(crate) struct Comparison {
 
 impl Comparison {
     /// Prints the series and the ratios of each candidate over the baseline:
-    /// a table, or DESIGN §6's JSON lines.
+    /// a table, or one JSON object per line.
     pub(crate) fn print(&self, as_json: bool) {
         let all = std::iter::once(&self.baseline).chain(&self.candidates);
         for (label, series) in all {

@@ -19,8 +19,8 @@ use crate::layer::dedup::DedupLayer;
 /// its messages go to, and the queue's settings; see [`Subscriber::builder`].
 ///
 /// The entity's queue is `{type lowercased}-{id}`, bound to `message.{id}`,
-/// `message.{type}` (as written and lowercased) and `message.all` (DESIGN
-/// §3). With [`work_queue`](Self::work_queue), messages for the type go to
+/// `message.{type}` (as written and lowercased) and `message.all` (docs/ARCHITECTURE.md,
+/// wire format). With [`work_queue`](Self::work_queue), messages for the type go to
 /// one shared queue `{type lowercased}` instead, so instances share them.
 ///
 /// ```no_run
