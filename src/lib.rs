@@ -34,7 +34,7 @@
 //! ```
 //! use std::convert::Infallible;
 //! use serde_json::json;
-//! use stage7_transport::{MemoryTransport, Message, Route, StackBuilder};
+//! use stage7_transport::{MemoryTransport, Message, Route, Stack};
 //! use tower::ServiceExt;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -99,3 +99,9 @@ pub use crate::route::Route;
 pub use crate::secret::Secret;
 pub use crate::stack::{BranchBuilder, Stack, StackBuilder, StandardStack};
 pub use crate::transport::{BoxTransport, Delivery, Transport};
+
+/// The README's examples, compiled (and run where they need no broker) as
+/// doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

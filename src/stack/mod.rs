@@ -35,7 +35,7 @@ type Layers<P, S> = Metrics<Deadline<Retry<RetryPolicy, Fallback<Branch<P>, Bran
 ///
 /// ```
 /// use std::time::Duration;
-/// use stage7_transport::{BranchBuilder, MemoryTransport, Route, StackBuilder};
+/// use stage7_transport::{BranchBuilder, MemoryTransport, Route, Stack};
 /// use stage7_transport::layer::retry::RetryPolicy;
 ///
 /// let primary = MemoryTransport::new();
