@@ -44,7 +44,7 @@ async fn echo_entity(
             Ok::<_, Infallible>(Some(message.reply(content)))
         }
     });
-    let subscriber = Subscriber::builder(&transport, id, "Echo", handler)
+    let subscriber = Subscriber::builder(transport, id, "Echo", handler)
         .expires(Duration::from_secs(60))
         .start()
         .unwrap();

@@ -153,7 +153,7 @@ pub(crate) fn echo_handler() -> impl Handler {
 /// Serves entity `id` on `transport` with [`echo_handler`]; returns once it
 /// consumes.
 pub(crate) async fn echo_entity(transport: &AmqpTransport, id: &str) -> Result<Subscriber, String> {
-    let subscriber = Subscriber::builder(&transport, id, "Echo", echo_handler())
+    let subscriber = Subscriber::builder(transport, id, "Echo", echo_handler())
         .expires(Duration::from_secs(60))
         .start()
         .map_err(|e| e.to_string())?;

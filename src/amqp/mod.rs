@@ -31,7 +31,7 @@
 //!
 //! # Receiving
 //!
-//! [`AmqpTransport::subscribe`] declares an entity's queue and bindings and
+//! [`Subscriber::builder`] declares an entity's queue and bindings and
 //! runs a handler for its messages: once per message id, acknowledging after
 //! the handler finishes, replying to requests, and dead-lettering what
 //! cannot be handled to `stage7.dlx` / `stage7.dead-letter` with the reason

@@ -49,7 +49,7 @@ error_kinds! {
     /// `429`, `503` from our own endpoint, connection blocked.
     Overloaded => "overloaded",
     /// A circuit breaker is open for the recipient; see
-    /// [`Error::circuit_key`] and [`Error::retry_after`].
+    /// [`Error::circuit_key`](crate::Error::circuit_key) and [`Error::retry_after`](crate::Error::retry_after).
     CircuitOpen => "circuit_open",
     /// No answer within the attempt timeout or the call deadline.
     Timeout => "timeout",

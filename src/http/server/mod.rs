@@ -5,7 +5,7 @@
 //! synchronous message is answered `200` with the handler's reply as body,
 //! an asynchronous one `202` once the handler has finished with it (so its
 //! sender learns of a failure, and a busy endpoint slows its senders down).
-//! The handler runs behind de-duplication ([`DedupLayer`]): a message whose
+//! The handler runs behind de-duplication ([`DedupLayer`](crate::layer::dedup::DedupLayer)): a message whose
 //! `id` was seen recently is not handled again, a synchronous repeat gets the
 //! reply the first one got, and a run whose client disconnects or times out
 //! still finishes, so a retry never starts it again halfway through.
