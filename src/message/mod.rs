@@ -35,12 +35,16 @@ use tokio::time::Instant;
 use crate::error::{Error, Result};
 
 mod codec;
+mod fields;
 mod message_type;
 mod serde;
+mod shape;
 
 pub(crate) use codec::{APPLICATION_JSON, is_json};
 pub use codec::{Codec, DEFAULT_MAX_MESSAGE_SIZE};
 pub use message_type::MessageType;
+
+use fields::{Fields, KNOWN_FIELDS};
 
 /// A Stage7 message. See the [module docs](self) for the wire format.
 ///
@@ -61,22 +65,6 @@ pub struct Message {
     fields: Arc<Fields>,
     deadline: Option<Instant>,
     started: Option<Instant>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Fields {
-    id: String,
-    kind: MessageType,
-    sender: String,
-    recipient: Option<String>,
-    content: Option<Value>,
-    requires_sync: Option<bool>,
-    timestamp: Option<String>,
-    client_id: Option<String>,
-    mission_id: Option<String>,
-    visibility: Option<String>,
-    data: Option<Value>,
-    extra: Map<String, Value>,
 }
 
 /// A fresh message id: a UUID v7, so ids sort by creation time (to the
@@ -107,20 +95,7 @@ impl Message {
     /// A message of the given type with a fresh id and nothing else set.
     pub fn new(kind: impl Into<MessageType>) -> Self {
         Self {
-            fields: Arc::new(Fields {
-                id: new_id(),
-                kind: kind.into(),
-                sender: String::new(),
-                recipient: None,
-                content: None,
-                requires_sync: None,
-                timestamp: None,
-                client_id: None,
-                mission_id: None,
-                visibility: None,
-                data: None,
-                extra: Map::new(),
-            }),
+            fields: Arc::new(Fields::new(kind.into())),
             deadline: None,
             started: None,
         }
@@ -154,31 +129,6 @@ impl Message {
         Arc::make_mut(&mut self.fields)
     }
 
-    /// The message id: the idempotency key receivers de-duplicate on.
-    pub fn id(&self) -> &str {
-        &self.fields.id
-    }
-
-    /// The message type.
-    pub fn kind(&self) -> &MessageType {
-        &self.fields.kind
-    }
-
-    /// The sender's entity id; empty until set.
-    pub fn sender(&self) -> &str {
-        &self.fields.sender
-    }
-
-    /// An entity id, a component type, `user` or `all`.
-    pub fn recipient(&self) -> Option<&str> {
-        self.fields.recipient.as_deref()
-    }
-
-    /// The payload.
-    pub fn content(&self) -> Option<&Value> {
-        self.fields.content.as_ref()
-    }
-
     /// The payload, taken out of the message: not copied when this is the
     /// only handle on the message, as a handler's message is.
     ///
@@ -198,36 +148,6 @@ impl Message {
         }
     }
 
-    /// Whether the caller waits for a reply.
-    pub fn requires_sync(&self) -> bool {
-        self.fields.requires_sync.unwrap_or(false)
-    }
-
-    /// ISO-8601 send time.
-    pub fn timestamp(&self) -> Option<&str> {
-        self.fields.timestamp.as_deref()
-    }
-
-    /// The WebSocket client this message concerns.
-    pub fn client_id(&self) -> Option<&str> {
-        self.fields.client_id.as_deref()
-    }
-
-    /// The mission this message belongs to.
-    pub fn mission_id(&self) -> Option<&str> {
-        self.fields.mission_id.as_deref()
-    }
-
-    /// Who may see the message in the user interface.
-    pub fn visibility(&self) -> Option<&str> {
-        self.fields.visibility.as_deref()
-    }
-
-    /// Extra payload for WebSocket clients.
-    pub fn data(&self) -> Option<&Value> {
-        self.fields.data.as_ref()
-    }
-
     /// Fields this crate does not name, kept verbatim.
     pub fn extra(&self) -> &Map<String, Value> {
         &self.fields.extra
@@ -243,66 +163,6 @@ impl Message {
     pub fn remaining(&self) -> Option<Duration> {
         self.deadline
             .map(|deadline| deadline.saturating_duration_since(Instant::now()))
-    }
-
-    /// Sets the id.
-    pub fn with_id(mut self, id: impl Into<String>) -> Self {
-        self.fields_mut().id = id.into();
-        self
-    }
-
-    /// Sets the sender.
-    pub fn with_sender(mut self, sender: impl Into<String>) -> Self {
-        self.fields_mut().sender = sender.into();
-        self
-    }
-
-    /// Sets the recipient.
-    pub fn with_recipient(mut self, recipient: impl Into<String>) -> Self {
-        self.fields_mut().recipient = Some(recipient.into());
-        self
-    }
-
-    /// Sets the payload.
-    pub fn with_content(mut self, content: Value) -> Self {
-        self.fields_mut().content = Some(content);
-        self
-    }
-
-    /// Sets whether the caller waits for a reply.
-    pub fn with_sync(mut self, requires_sync: bool) -> Self {
-        self.fields_mut().requires_sync = Some(requires_sync);
-        self
-    }
-
-    /// Sets the timestamp.
-    pub fn with_timestamp(mut self, timestamp: impl Into<String>) -> Self {
-        self.fields_mut().timestamp = Some(timestamp.into());
-        self
-    }
-
-    /// Sets the WebSocket client id.
-    pub fn with_client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.fields_mut().client_id = Some(client_id.into());
-        self
-    }
-
-    /// Sets the mission id.
-    pub fn with_mission_id(mut self, mission_id: impl Into<String>) -> Self {
-        self.fields_mut().mission_id = Some(mission_id.into());
-        self
-    }
-
-    /// Sets the visibility.
-    pub fn with_visibility(mut self, visibility: impl Into<String>) -> Self {
-        self.fields_mut().visibility = Some(visibility.into());
-        self
-    }
-
-    /// Sets the WebSocket data payload.
-    pub fn with_data(mut self, data: Value) -> Self {
-        self.fields_mut().data = Some(data);
-        self
     }
 
     /// Sets a field this crate does not name.
@@ -396,20 +256,6 @@ impl fmt::Debug for Message {
         d.finish_non_exhaustive()
     }
 }
-
-const KNOWN_FIELDS: &[&str] = &[
-    "id",
-    "type",
-    "sender",
-    "recipient",
-    "content",
-    "requiresSync",
-    "timestamp",
-    "clientId",
-    "missionId",
-    "visibility",
-    "data",
-];
 
 impl Fields {
     /// The message, with `fallback` or a fresh id when the JSON had none

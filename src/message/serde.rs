@@ -9,7 +9,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::{Fields, Message, MessageType};
+use super::fields::{Fields, Slots};
+use super::{Message, MessageType};
 
 impl Serialize for MessageType {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
@@ -25,36 +26,10 @@ impl<'de> Deserialize<'de> for MessageType {
 
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        let f = &*self.fields;
+        let fields = &*self.fields;
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("id", &f.id)?;
-        map.serialize_entry("type", &f.kind)?;
-        map.serialize_entry("sender", &f.sender)?;
-        if let Some(v) = &f.recipient {
-            map.serialize_entry("recipient", v)?;
-        }
-        if let Some(v) = &f.content {
-            map.serialize_entry("content", v)?;
-        }
-        if let Some(v) = &f.requires_sync {
-            map.serialize_entry("requiresSync", v)?;
-        }
-        if let Some(v) = &f.timestamp {
-            map.serialize_entry("timestamp", v)?;
-        }
-        if let Some(v) = &f.client_id {
-            map.serialize_entry("clientId", v)?;
-        }
-        if let Some(v) = &f.mission_id {
-            map.serialize_entry("missionId", v)?;
-        }
-        if let Some(v) = &f.visibility {
-            map.serialize_entry("visibility", v)?;
-        }
-        if let Some(v) = &f.data {
-            map.serialize_entry("data", v)?;
-        }
-        for (name, value) in &f.extra {
+        fields.serialize_known(&mut map)?;
+        for (name, value) in &fields.extra {
             map.serialize_entry(name, value)?;
         }
         map.end()
@@ -77,38 +52,6 @@ impl<'de> Deserialize<'de> for Fields {
 
 struct FieldsVisitor;
 
-/// Reads one field's value, refusing a second occurrence and naming the field
-/// in type errors. Optional fields are read as `Option<Option<T>>`: the outer
-/// level catches duplicates, the inner one lets TypeScript senders write
-/// `null` for "absent". `content` and `data` keep an explicit `null`.
-fn set_once<'de, A, T>(
-    slot: &mut Option<T>,
-    name: &str,
-    map: &mut A,
-) -> std::result::Result<(), A::Error>
-where
-    A: MapAccess<'de>,
-    T: Deserialize<'de>,
-{
-    if slot.is_some() {
-        return Err(de::Error::custom(format_args!("duplicate field `{name}`")));
-    }
-    let value = map.next_value::<T>().map_err(|e| {
-        de::Error::custom(format_args!(
-            "field `{name}`: {}",
-            strip_position(&e.to_string())
-        ))
-    })?;
-    *slot = Some(value);
-    Ok(())
-}
-
-/// serde_json appends " at line L column C" to errors; the outer error gets
-/// its own position, so the inner one is dropped to avoid saying it twice.
-fn strip_position(text: &str) -> &str {
-    text.rfind(" at line ").map_or(text, |at| &text[..at])
-}
-
 impl<'de> Visitor<'de> for FieldsVisitor {
     type Value = Fields;
 
@@ -117,65 +60,19 @@ impl<'de> Visitor<'de> for FieldsVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Fields, A::Error> {
-        let mut id: Option<String> = None;
-        let mut kind: Option<MessageType> = None;
-        let mut sender: Option<String> = None;
-        let mut recipient: Option<Option<String>> = None;
-        let mut content: Option<Value> = None;
-        let mut requires_sync: Option<Option<bool>> = None;
-        let mut timestamp: Option<Option<String>> = None;
-        let mut client_id: Option<Option<String>> = None;
-        let mut mission_id: Option<Option<String>> = None;
-        let mut visibility: Option<Option<String>> = None;
-        let mut data: Option<Value> = None;
+        let mut slots = Slots::default();
         let mut extra = Map::new();
-
         while let Some(key) = map.next_key::<Text<'de>>()? {
-            match key.as_str() {
-                "id" => set_once(&mut id, "id", &mut map)?,
-                "type" => set_once(&mut kind, "type", &mut map)?,
-                "sender" => set_once(&mut sender, "sender", &mut map)?,
-                "recipient" => set_once(&mut recipient, "recipient", &mut map)?,
-                "content" => set_once(&mut content, "content", &mut map)?,
-                "requiresSync" => set_once(&mut requires_sync, "requiresSync", &mut map)?,
-                "timestamp" => set_once(&mut timestamp, "timestamp", &mut map)?,
-                "clientId" => set_once(&mut client_id, "clientId", &mut map)?,
-                "missionId" => set_once(&mut mission_id, "missionId", &mut map)?,
-                "visibility" => set_once(&mut visibility, "visibility", &mut map)?,
-                "data" => set_once(&mut data, "data", &mut map)?,
-                _ => {
-                    let other = key.into_string();
-                    if extra.contains_key(&other) {
-                        return Err(de::Error::custom(format_args!("duplicate field `{other}`")));
-                    }
-                    let value = map.next_value::<Value>()?;
-                    extra.insert(other, value);
+            if !slots.read(key.as_str(), &mut map)? {
+                let other = key.into_string();
+                if extra.contains_key(&other) {
+                    return Err(de::Error::custom(format_args!("duplicate field `{other}`")));
                 }
+                let value = map.next_value::<Value>()?;
+                extra.insert(other, value);
             }
         }
-
-        let kind = kind.ok_or_else(|| de::Error::custom("missing field `type`"))?;
-        if kind.as_str().is_empty() {
-            return Err(de::Error::custom("field `type` must not be empty"));
-        }
-        let sender = sender.ok_or_else(|| de::Error::custom("missing field `sender`"))?;
-        if id.as_deref().is_some_and(str::is_empty) {
-            return Err(de::Error::custom("field `id` must not be empty"));
-        }
-        Ok(Fields {
-            id: id.unwrap_or_default(),
-            kind,
-            sender,
-            recipient: recipient.flatten(),
-            content,
-            requires_sync: requires_sync.flatten(),
-            timestamp: timestamp.flatten(),
-            client_id: client_id.flatten(),
-            mission_id: mission_id.flatten(),
-            visibility: visibility.flatten(),
-            data,
-            extra,
-        })
+        slots.finish(extra)
     }
 }
 
