@@ -26,8 +26,7 @@ macro_rules! message_fields {
         #[derive(Debug, Clone, PartialEq)]
         pub(super) struct Fields {
             $(pub(super) $field: field_shape!($shape stored),)*
-            /// Fields this crate does not name, kept verbatim in the order
-            /// they came.
+            /// Fields this crate does not name, kept verbatim.
             pub(super) extra: Map<String, Value>,
         }
 
@@ -123,4 +122,40 @@ message_fields! {
     visibility: OptStr = "visibility", with_visibility "Sets the visibility.";
     /// Extra payload for WebSocket clients.
     data: Json = "data", with_data "Sets the WebSocket data payload.";
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::message::{Message, MessageType};
+
+    #[test]
+    fn every_field_goes_on_the_wire_in_list_order_then_the_unknown_ones() {
+        let message = Message::new(MessageType::Other("x".into()))
+            .with_extra("zeta", json!(1))
+            .unwrap()
+            .with_data(json!([1]))
+            .with_visibility("v")
+            .with_mission_id("m")
+            .with_client_id("c")
+            .with_timestamp("t")
+            .with_sync(false)
+            .with_content(json!(null))
+            .with_recipient("r")
+            .with_sender("s")
+            .with_id("i")
+            .with_extra("alpha", json!({"b": 2}))
+            .unwrap();
+        let bytes = message.to_json().unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            concat!(
+                r#"{"id":"i","type":"x","sender":"s","recipient":"r","content":null,"#,
+                r#""requiresSync":false,"timestamp":"t","clientId":"c","missionId":"m","#,
+                r#""visibility":"v","data":[1],"alpha":{"b":2},"zeta":1}"#
+            )
+        );
+        assert_eq!(Message::from_json(&bytes).unwrap(), message);
+    }
 }
