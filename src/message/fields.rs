@@ -1,6 +1,6 @@
 //! The wire fields of a message, listed once.
 //!
-//! Each entry of the list at the bottom gives a field's docs, its Rust name,
+//! Each entry of the list below the macro gives a field's docs, its Rust name,
 //! its [shape](super::shape), its wire name and, when it has one, its setter
 //! with the setter's docs. From the list come the stored [`Fields`], the
 //! accessors and setters on [`Message`], the names

@@ -1,6 +1,7 @@
 //! Messages as serde sees them: hand-written so that decoding borrows field
-//! names from the input, keeps unknown fields in order, refuses duplicates
-//! and names the field in every error.
+//! names from the input, keeps unknown fields, refuses duplicates and names
+//! the field in every error. What is done per listed field comes from the
+//! field list in [`fields`](super::fields).
 
 use std::fmt;
 
@@ -13,19 +14,19 @@ use super::fields::{Fields, Slots};
 use super::{Message, MessageType};
 
 impl Serialize for MessageType {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
     }
 }
 
 impl<'de> Deserialize<'de> for MessageType {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(Self::parse(Text::deserialize(deserializer)?.as_str()))
     }
 }
 
 impl Serialize for Message {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let fields = &*self.fields;
         let mut map = serializer.serialize_map(None)?;
         fields.serialize_known(&mut map)?;
@@ -37,7 +38,7 @@ impl Serialize for Message {
 }
 
 impl<'de> Deserialize<'de> for Message {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(deserializer
             .deserialize_map(FieldsVisitor)?
             .into_message(None))
@@ -45,7 +46,7 @@ impl<'de> Deserialize<'de> for Message {
 }
 
 impl<'de> Deserialize<'de> for Fields {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(FieldsVisitor)
     }
 }
@@ -59,7 +60,7 @@ impl<'de> Visitor<'de> for FieldsVisitor {
         f.write_str("a message object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Fields, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
         let mut slots = Slots::default();
         let mut extra = Map::new();
         while let Some(key) = map.next_key::<Text<'de>>()? {
@@ -101,7 +102,7 @@ impl Text<'_> {
 }
 
 impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct TextVisitor;
 
         impl<'de> Visitor<'de> for TextVisitor {
@@ -111,28 +112,25 @@ impl<'de> Deserialize<'de> for Text<'de> {
                 f.write_str("a string")
             }
 
-            fn visit_borrowed_str<E>(self, text: &'de str) -> std::result::Result<Text<'de>, E> {
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'de>, E> {
                 Ok(Text::Borrowed(text))
             }
 
-            fn visit_str<E>(self, text: &str) -> std::result::Result<Text<'de>, E> {
+            fn visit_str<E>(self, text: &str) -> Result<Text<'de>, E> {
                 Ok(Text::Owned(text.to_owned()))
             }
 
-            fn visit_string<E>(self, text: String) -> std::result::Result<Text<'de>, E> {
+            fn visit_string<E>(self, text: String) -> Result<Text<'de>, E> {
                 Ok(Text::Owned(text))
             }
 
-            fn visit_borrowed_bytes<E: de::Error>(
-                self,
-                bytes: &'de [u8],
-            ) -> std::result::Result<Text<'de>, E> {
+            fn visit_borrowed_bytes<E: de::Error>(self, bytes: &'de [u8]) -> Result<Text<'de>, E> {
                 std::str::from_utf8(bytes)
                     .map(Text::Borrowed)
                     .map_err(|_| E::invalid_value(de::Unexpected::Bytes(bytes), &self))
             }
 
-            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> std::result::Result<Text<'de>, E> {
+            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Text<'de>, E> {
                 std::str::from_utf8(bytes)
                     .map(|text| Text::Owned(text.to_owned()))
                     .map_err(|_| E::invalid_value(de::Unexpected::Bytes(bytes), &self))
