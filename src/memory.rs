@@ -51,12 +51,9 @@ use tower::{Service, ServiceExt};
 
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
 use crate::handler::{BoxHandler, Handler};
-use crate::message::{Codec, Message};
+use crate::message::{BROADCAST, Codec, Message};
 use crate::route::Route;
 use crate::transport::Delivery;
-
-/// The recipient that reaches every handler.
-pub const BROADCAST: &str = "all";
 
 /// A misbehaviour to inject into a [`MemoryTransport`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

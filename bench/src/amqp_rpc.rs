@@ -6,7 +6,7 @@
 //!   responder echoing each request to its `reply_to` and acknowledging it.
 //! * `transport`: our [`AmqpTransport`](stage7_transport::amqp::AmqpTransport)
 //!   calling an entity served by its
-//!   [`subscribe`](stage7_transport::amqp::AmqpTransport::subscribe)
+//!   [`Subscriber`](stage7_transport::amqp::Subscriber)
 //!   (decode, de-duplication, handler, reply).
 //! * `stack`: the full stack over the same transport.
 //! * `entity`: [`Entity::call`] from an echo entity to itself: its stack,

@@ -12,8 +12,6 @@ pub const DEAD_LETTER_EXCHANGE: &str = "stage7.dlx";
 pub const DEAD_LETTER_QUEUE: &str = "stage7.dead-letter";
 /// RabbitMQ's direct reply-to pseudo-queue.
 pub const REPLY_TO: &str = "amq.rabbitmq.reply-to";
-/// The recipient that reaches every entity.
-pub const BROADCAST: &str = "all";
 
 /// Header naming why a message was dead-lettered.
 pub const REASON_HEADER: &str = "x-stage7-reason";

@@ -3,10 +3,8 @@
 use bytes::Bytes;
 
 use super::{Fields, Message};
+use crate::defaults;
 use crate::error::{Error, Result};
-
-/// The default limit on an encoded message: 1 MiB.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 
 /// The media type of an encoded message, on every route.
 pub(crate) const APPLICATION_JSON: &str = "application/json";
@@ -40,7 +38,7 @@ pub struct Codec {
 
 impl Default for Codec {
     fn default() -> Self {
-        Self::new(DEFAULT_MAX_MESSAGE_SIZE)
+        Self::new(defaults::MAX_MESSAGE_SIZE)
     }
 }
 

@@ -40,9 +40,12 @@ mod message_type;
 mod serde;
 mod shape;
 
+pub use codec::Codec;
 pub(crate) use codec::{APPLICATION_JSON, is_json};
-pub use codec::{Codec, DEFAULT_MAX_MESSAGE_SIZE};
 pub use message_type::MessageType;
+
+/// The recipient that reaches every entity, on every route.
+pub const BROADCAST: &str = "all";
 
 use fields::{Fields, KNOWN_FIELDS};
 
@@ -212,7 +215,7 @@ impl Message {
         }
     }
 
-    /// Encodes to JSON, refusing messages over [`DEFAULT_MAX_MESSAGE_SIZE`].
+    /// Encodes to JSON, refusing messages over [`MAX_MESSAGE_SIZE`](crate::defaults::MAX_MESSAGE_SIZE).
     ///
     /// # Errors
     ///
@@ -221,7 +224,7 @@ impl Message {
         Codec::default().encode(self)
     }
 
-    /// Decodes JSON, refusing input over [`DEFAULT_MAX_MESSAGE_SIZE`].
+    /// Decodes JSON, refusing input over [`MAX_MESSAGE_SIZE`](crate::defaults::MAX_MESSAGE_SIZE).
     ///
     /// # Errors
     ///

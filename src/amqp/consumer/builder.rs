@@ -8,12 +8,13 @@ use lapin::types::ShortString;
 use tokio::sync::watch;
 
 use super::{Queue, Subscriber};
-use crate::amqp::topology::{BROADCAST, queue_name, routing_key};
+use crate::amqp::topology::{queue_name, routing_key};
 use crate::amqp::{AmqpTransport, Owner};
 use crate::defaults;
 use crate::error::{Error, Result};
 use crate::handler::BoxHandler;
 use crate::layer::dedup::DedupLayer;
+use crate::message::BROADCAST;
 
 /// What to consume and how: an entity's id and component type, the handler
 /// its messages go to, and the queue's settings; see [`Subscriber::builder`].

@@ -5,8 +5,8 @@ use std::time::Duration;
 use tower::Layer;
 
 use super::CircuitBreaker;
-use super::classify::{Classifier, Outcome, classify};
 use super::handle::BreakerHandle;
+use super::outcome::{Classifier, Outcome, classify};
 use super::registry::Registry;
 use super::state::{FailureRate, Settings};
 use crate::defaults;

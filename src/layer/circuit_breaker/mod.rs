@@ -42,10 +42,10 @@
 //! # }
 //! ```
 
-mod classify;
 pub mod future;
 mod handle;
 mod layer;
+mod outcome;
 mod registry;
 pub mod state;
 
@@ -54,10 +54,10 @@ use std::task::{Context, Poll};
 
 use tower::Service;
 
-pub use self::classify::{Outcome, classify};
 pub use self::future::ResponseFuture;
 pub use self::handle::BreakerHandle;
 pub use self::layer::{CircuitBreakerBuilder, CircuitBreakerLayer};
+pub use self::outcome::{Outcome, classify};
 pub use self::registry::OVERFLOW_KEY;
 use self::registry::Registry;
 pub use self::state::State;

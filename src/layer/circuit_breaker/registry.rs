@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::Outcome;
-use super::classify::Classifier;
+use super::outcome::Classifier;
 use super::state::{Circuit, Permit, Refusal, Settings, State, Transition};
 use crate::error::{Error, ErrorClass, ErrorKind};
 

@@ -1,4 +1,4 @@
-//! What counts as a failure of the path: the breaker's classifier.
+//! How a result counts for the breaker ([`Outcome`]): its classifier.
 
 use std::sync::Arc;
 
