@@ -263,6 +263,12 @@ impl Rpc {
 
 /// A reply is a message, or an error reply: an [`ErrorBody`] marked by the
 /// [`ERROR_HEADER`] header.
+///
+/// A reply proves that the request was delivered, so what an error reply
+/// may claim is capped: [`Rejected`](ErrorClass::Rejected) stays rejected,
+/// every other class becomes [`UnknownOutcome`](ErrorClass::UnknownOutcome).
+/// A peer answering "not delivered" after its handler ran would otherwise
+/// have the caller fall back and run the message a second time.
 fn read_reply(delivery: &AmqpDelivery, codec: Codec) -> Result<Message, Error> {
     let is_error = delivery
         .properties
@@ -278,7 +284,9 @@ fn read_reply(delivery: &AmqpDelivery, codec: Codec) -> Result<Message, Error> {
             )
             .with_route(Route::Amqp)
         })?;
-        return Err(body.into_error().with_route(Route::Amqp));
+        let error = body.into_error();
+        let class = error.class().answered();
+        return Err(error.with_class(class).with_route(Route::Amqp));
     }
     codec.decode(&delivery.data).map_err(|e| {
         Error::new(

@@ -41,6 +41,17 @@ impl ErrorClass {
             _ => None,
         }
     }
+
+    /// What this class can mean when a receiver claims it in an answer: an
+    /// answer proves the message was delivered, so only
+    /// [`Rejected`](Self::Rejected) stands; anything else is an
+    /// [`UnknownOutcome`](Self::UnknownOutcome) (the receiver may have acted).
+    pub(crate) const fn answered(self) -> Self {
+        match self {
+            Self::Rejected => Self::Rejected,
+            Self::NotDelivered | Self::UnknownOutcome => Self::UnknownOutcome,
+        }
+    }
 }
 
 impl fmt::Display for ErrorClass {

@@ -7,6 +7,16 @@
 //! outcome ([`handler_error`](crate::handler::handler_error)), with `502`.
 //! A `503` without our body may come from a proxy that had already
 //! forwarded the request, so its outcome is unknown.
+//!
+//! An answer proves delivery, so a body cannot make it "not delivered" by
+//! what it claims: only the refusals our endpoint sends before its handler
+//! runs count as not delivered — `503` of kind `overloaded` or
+//! `unavailable`, `404` of kind `no_route`, `429` of kind `overloaded`, each
+//! claiming no class but `not_delivered`. Any other kind or class in an
+//! error body is read as its status says (`4xx` rejected, `5xx` unknown
+//! outcome), whatever class the body names: a peer whose handler ran and
+//! answered "not delivered" would otherwise have the sender fall back and
+//! run the message twice.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -94,19 +104,15 @@ pub(crate) fn response(
         .ok()
         .filter(|peer| peer.kind().is_some());
     let error = match (status, peer) {
-        (StatusCode::NOT_FOUND | StatusCode::TOO_MANY_REQUESTS, peer) => {
+        (StatusCode::NOT_FOUND | StatusCode::TOO_MANY_REQUESTS, None) => {
             let kind = if status == StatusCode::NOT_FOUND {
                 ErrorKind::NoRoute
             } else {
                 ErrorKind::Overloaded
             };
-            let detail = peer.map_or_else(
-                || quote(status, body),
-                |p| format!("peer replied: {}", p.error),
-            );
-            Error::new(kind, ErrorClass::NotDelivered, detail)
+            Error::new(kind, ErrorClass::NotDelivered, quote(status, body))
         }
-        (StatusCode::SERVICE_UNAVAILABLE, Some(peer)) => {
+        (status, Some(peer)) if refused_before_handling(status, &peer) => {
             peer.into_error().with_class(ErrorClass::NotDelivered)
         }
         (status, Some(peer)) if status.is_client_error() => {
@@ -145,6 +151,27 @@ pub(crate) fn response(
         Some(wait) if error.is_not_delivered() => error.with_retry_after(wait),
         _ => error,
     })
+}
+
+/// Whether `status` and `peer` are one of the refusals our endpoint sends
+/// before running the handler — `503` overloaded or unavailable, `404` no
+/// route, `429` overloaded — claiming nothing but not delivered. The
+/// endpoint never answers these after a handler ran (a handler's
+/// not-delivered error is raised to an unknown outcome and answered `502`),
+/// so any other kind or class in such a body is a claim a reply cannot
+/// make, read as the status alone would be.
+fn refused_before_handling(status: StatusCode, peer: &ErrorBody) -> bool {
+    let kinds: &[ErrorKind] = match status {
+        StatusCode::SERVICE_UNAVAILABLE => &[ErrorKind::Overloaded, ErrorKind::Unavailable],
+        StatusCode::NOT_FOUND => &[ErrorKind::NoRoute],
+        StatusCode::TOO_MANY_REQUESTS => &[ErrorKind::Overloaded],
+        _ => return false,
+    };
+    let claims_not_delivered = peer
+        .class
+        .as_deref()
+        .is_none_or(|class| ErrorClass::parse(class) == Some(ErrorClass::NotDelivered));
+    claims_not_delivered && peer.kind().is_some_and(|kind| kinds.contains(&kind))
 }
 
 /// `Retry-After` in seconds; the HTTP-date form is not read.
@@ -227,6 +254,60 @@ mod tests {
             classify(429, "").retry_after(),
             Some(Duration::from_secs(3))
         );
+    }
+
+    #[test]
+    fn a_body_cannot_claim_not_delivered_beyond_the_endpoints_own_refusals() {
+        // What our endpoint sends before running the handler.
+        for (status, body) in [
+            (503, OVERLOADED),
+            (
+                503,
+                r#"{"error":"not ready","kind":"unavailable","class":"not_delivered"}"#,
+            ),
+            (404, r#"{"error":"no such path","kind":"no_route"}"#),
+            (429, r#"{"error":"slow down","kind":"overloaded"}"#),
+        ] {
+            let error = classify(status, body);
+            assert_eq!(error.class(), ErrorClass::NotDelivered, "{status} {body}");
+        }
+        // Claims a reply cannot make: the status decides.
+        for (status, body, class) in [
+            (
+                503,
+                r#"{"error":"db down","kind":"handler","class":"not_delivered"}"#,
+                ErrorClass::UnknownOutcome,
+            ),
+            (
+                503,
+                r#"{"error":"lost","kind":"connection_lost"}"#,
+                ErrorClass::UnknownOutcome,
+            ),
+            (
+                503,
+                r#"{"error":"busy","kind":"overloaded","class":"unknown_outcome"}"#,
+                ErrorClass::UnknownOutcome,
+            ),
+            (
+                500,
+                r#"{"error":"busy","kind":"unavailable","class":"not_delivered"}"#,
+                ErrorClass::UnknownOutcome,
+            ),
+            (
+                404,
+                r#"{"error":"no such mission","kind":"handler","class":"not_delivered"}"#,
+                ErrorClass::Rejected,
+            ),
+            (
+                429,
+                r#"{"error":"quota","kind":"unavailable"}"#,
+                ErrorClass::Rejected,
+            ),
+        ] {
+            let error = classify(status, body);
+            assert_eq!(error.class(), class, "{status} {body}");
+            assert_eq!(error.retry_after(), None, "{status} {body}");
+        }
     }
 
     #[test]

@@ -19,12 +19,16 @@
 //! |---|---|
 //! | connection refused, connect timeout, connection closed before the request was written | [`NotDelivered`](crate::ErrorClass::NotDelivered) (`unavailable`) |
 //! | `404`: no `/message` there, or no such recipient | `NotDelivered` (`no_route`) |
-//! | `429`, or `503` with our JSON error body (overloaded, not ready) | `NotDelivered`, with the peer's `Retry-After` |
+//! | `429`, or `503` with our endpoint's refusal body (overloaded, not ready) | `NotDelivered`, with the peer's `Retry-After` |
 //! | other `4xx` | [`Rejected`](crate::ErrorClass::Rejected), with the peer's error text — never retried |
 //! | other `5xx` (a `503` without our body too), connection lost after sending, request timeout | [`UnknownOutcome`](crate::ErrorClass::UnknownOutcome) — repeated only because receivers de-duplicate |
 //!
-//! `404` is the one `4xx` that is not `Rejected`: like AMQP's unroutable
-//! return, it means nobody received the message. An unknown recipient in
+//! `404` and `429` are the `4xx` that are not `Rejected`: like AMQP's
+//! unroutable return, they mean nobody received the message. An answer
+//! proves delivery, so an error body cannot claim more: a `404`, `429` or
+//! `503` whose body names another kind, or a class other than
+//! `not_delivered`, is not one of our endpoint's refusals and is read as
+//! any other `4xx` or `5xx`. An unknown recipient in
 //! the [`Resolve`]r is `NotDelivered` too, kind `no_route`, naming it. Every
 //! error carries [`Route::Http`](crate::Route::Http).
 //!
