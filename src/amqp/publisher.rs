@@ -1,14 +1,17 @@
 //! Confirmed, mandatory, persistent publishing, and what its outcomes mean.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures_core::Stream;
+use futures_util::stream::FuturesUnordered;
+
 use lapin::options::BasicPublishOptions;
 use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel, Confirmation, PublisherConfirm};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::topology::{EXCHANGE, routing_key};
 use crate::error::{Error, ErrorClass, ErrorKind};
@@ -65,18 +68,46 @@ type Unsettled = (PublisherConfirm, Option<OwnedSemaphorePermit>);
 
 /// Where confirms nobody waits for any more go to be awaited: one task per
 /// confirm channel rather than one per call.
-pub(crate) type Drain = tokio::sync::mpsc::UnboundedSender<Unsettled>;
+pub(crate) type Drain = mpsc::UnboundedSender<Unsettled>;
 
 /// Starts the task that awaits the confirms sent to the returned [`Drain`],
 /// releasing each one's permit when it settles.
 pub(crate) fn drain() -> Drain {
-    let (drain, mut confirms) = tokio::sync::mpsc::unbounded_channel::<Unsettled>();
-    tokio::spawn(async move {
-        while let Some((confirm, _permit)) = confirms.recv().await {
-            let _ = confirm.await;
-        }
-    });
+    let (drain, confirms) = mpsc::unbounded_channel::<Unsettled>();
+    tokio::spawn(settle_all(confirms));
     drain
+}
+
+/// Awaits every confirm received, all at once: each permit is released as
+/// soon as its own confirm settles, whatever order they settle in. A
+/// persistent message waits for the disk, a transient or unroutable one
+/// does not; awaited in turn, one slow confirm would hold every later
+/// permit. Ends once the sender is gone and every confirm has settled.
+async fn settle_all<C: Future + Send>(
+    mut confirms: mpsc::UnboundedReceiver<(C, Option<OwnedSemaphorePermit>)>,
+) {
+    let mut settling = FuturesUnordered::new();
+    let mut open = true;
+    poll_fn(|cx| {
+        loop {
+            while open {
+                match confirms.poll_recv(cx) {
+                    Poll::Ready(Some((confirm, permit))) => settling.push(async move {
+                        let _ = confirm.await;
+                        drop(permit);
+                    }),
+                    Poll::Ready(None) => open = false,
+                    Poll::Pending => break,
+                }
+            }
+            match Pin::new(&mut settling).poll_next(cx) {
+                Poll::Ready(Some(())) => {}
+                Poll::Ready(None) if !open => return Poll::Ready(()),
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+    })
+    .await;
 }
 
 /// A publisher confirm that is awaited even when nobody waits for it any
@@ -225,4 +256,44 @@ pub(crate) async fn publish(
         .map_err(|e| lost(e, "broker's confirm"))?;
     confirmed(confirmation, message.recipient().unwrap_or_default())?;
     Ok(Delivery::new(Route::Amqp, None))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::{Semaphore, mpsc, oneshot};
+
+    use super::settle_all;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_confirm_that_never_settles_holds_only_its_own_permit() {
+        let window = Arc::new(Semaphore::new(3));
+        let (drain, confirms) = mpsc::unbounded_channel();
+        let settling = tokio::spawn(settle_all(confirms));
+        let (held, slow) = oneshot::channel::<()>();
+        let (fast_done, fast) = oneshot::channel::<()>();
+        drain
+            .send((slow, Some(window.clone().try_acquire_owned().unwrap())))
+            .unwrap();
+        drain
+            .send((fast, Some(window.clone().try_acquire_owned().unwrap())))
+            .unwrap();
+        assert_eq!(window.available_permits(), 1);
+
+        fast_done.send(()).unwrap();
+        // Paused time moves only when every task waits: this times out
+        // only if the fast confirm's permit is never released.
+        let released =
+            tokio::time::timeout(Duration::from_secs(60), window.acquire_many(2)).await;
+        assert!(released.is_ok(), "the fast confirm waits behind the slow one");
+        drop(released);
+        assert_eq!(window.available_permits(), 2, "the slow one still holds its own");
+
+        drop(drain);
+        held.send(()).unwrap();
+        settling.await.unwrap();
+        assert_eq!(window.available_permits(), 3);
+    }
 }
