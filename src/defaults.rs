@@ -50,8 +50,9 @@ pub const AMQP_RECONNECT_MAX: Duration = Duration::from_millis(500);
 /// buffers: at most this many unconfirmed publishes, each up to the
 /// message size limit.
 pub const AMQP_WINDOW: usize = 4096;
-/// Unacknowledged messages a consumer holds, which is also how many of its
-/// handlers run at once: 64.
+/// Unacknowledged messages an entity holds over AMQP, from its own queue and
+/// its work queue together, which is also how many of its handlers run at
+/// once: 64.
 pub const PREFETCH: u16 = 64;
 /// How long the queue of an entity with a generated id outlives its last
 /// consumer: 30 minutes. Nobody consumes it once that instance is gone, and
@@ -60,6 +61,23 @@ pub const PREFETCH: u16 = 64;
 /// what waited in its queue (the broker drops it) and gets a new, empty
 /// queue when it reconnects.
 pub const EPHEMERAL_QUEUE_EXPIRY: Duration = Duration::from_secs(30 * 60);
+/// How long the queue of an entity with a chosen id, and a shared work
+/// queue, outlive their last consumer: 7 days. Long enough that a service
+/// down over a long weekend finds its messages waiting; short enough that
+/// the queues of ids nobody uses any more (renamed services, pods named
+/// after themselves) stop collecting every message for their type and
+/// `all`. The broker drops what such a queue still holds.
+pub const AMQP_QUEUE_EXPIRY: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// Messages an entity's queue or a work queue holds ready before the oldest
+/// go to the dead letters (`x-max-length`, overflow `drop-head`): 100 000.
+/// Bounds what a consumer that is gone, or far behind, leaves on the
+/// broker's disk; messages being handled do not count.
+pub const AMQP_QUEUE_MAX_LENGTH: u32 = 100_000;
+/// The reply queues a receiver answers besides direct reply-to
+/// (`amq.rabbitmq.reply-to.…`): Stage7's `rpc-reply-{uuid}`, which its
+/// TypeScript client declares exclusive per caller. In a pattern `{uuid}`
+/// stands for a UUID and `*` for any run of characters.
+pub const AMQP_REPLY_QUEUES: &[&str] = &["rpc-reply-{uuid}"];
 
 // HTTP, sending.
 
@@ -76,6 +94,11 @@ pub const HTTP_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 pub const HTTP_POOL_MAX_IDLE_PER_HOST: usize = 256;
 
 // HTTP, receiving.
+
+/// Where an entity's HTTP endpoint listens when neither its builder nor
+/// `STAGE7_HTTP_LISTEN` says: any free port on loopback, reachable from this
+/// host only.
+pub const SERVER_LISTEN: &str = "127.0.0.1:0";
 
 /// Time a client has to send its request headers (and the longest a
 /// keep-alive connection stays idle): 30 s.

@@ -665,11 +665,14 @@ async fn a_work_queue_shares_the_types_messages_between_instances() {
     for subscriber in instances {
         subscriber.shutdown(Duration::from_secs(5)).await;
     }
-    let own = support::has_no_expiry(&own_queue).await.unwrap_err();
-    assert!(own.contains("x-expires"), "{own}");
-    support::has_no_expiry(&kind.to_lowercase())
+    let bound = Some(stage7_transport::defaults::AMQP_QUEUE_MAX_LENGTH);
+    support::declared_with(&own_queue, Some(60_000), bound)
         .await
-        .expect("the shared work queue never expires");
+        .expect("the own queue has the expiry asked for");
+    let shared = support::millis(stage7_transport::defaults::AMQP_QUEUE_EXPIRY);
+    support::declared_with(&kind.to_lowercase(), Some(shared), bound)
+        .await
+        .expect("the shared work queue expires days after its last consumer");
 }
 
 #[tokio::test]

@@ -57,6 +57,7 @@ mod acks;
 mod builder;
 mod consumer;
 mod publisher;
+mod reply_to;
 mod rpc;
 mod supervisor;
 pub mod topology;

@@ -165,23 +165,47 @@ fn is_precondition_failed(error: &lapin::Error) -> bool {
     matches!(error.kind(), lapin::ErrorKind::ProtocolError(amqp) if amqp.get_id() == PRECONDITION_FAILED)
 }
 
-/// A durable queue whose rejected and expired messages go to the
-/// dead-letter exchange, deleted by the broker after `expires_ms` without a
-/// consumer if given, and bound to `keys` on [`EXCHANGE`]. A queue that
-/// exists with other arguments is used as it is (see [`declare_or_use`]).
+/// The bounds of an entity's queue or a work queue, as queue arguments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct QueueLimits {
+    /// `x-expires`: deleted after this many milliseconds without a consumer.
+    pub(crate) expires_ms: Option<u32>,
+    /// `x-max-length`: past this many ready messages the oldest go to the
+    /// dead-letter exchange (`x-overflow` = `drop-head`).
+    pub(crate) max_length: Option<u32>,
+}
+
+/// A durable queue whose rejected, expired and overflowing messages go to
+/// the dead-letter exchange, bounded by `limits`, and bound to `keys` on
+/// [`EXCHANGE`]. A queue that exists with other arguments is used as it is
+/// (see [`declare_or_use`]).
+///
+/// Overflow drops the oldest message (`drop-head`), never the new one
+/// (`reject-publish-dlx`): a publish is routed to every queue bound to its
+/// key, and one full queue — typically of an instance that is gone, bound
+/// to `message.all` and `message.{type}` — would have the broker nack the
+/// publish for all of them, although the live ones stored it. The sender
+/// would take a delivered message for an undelivered one and send it again.
 pub(crate) async fn declare_queue(
     connection: &Connection,
     queue: &str,
     keys: &[String],
-    expires_ms: Option<u32>,
+    limits: QueueLimits,
 ) -> lapin::Result<()> {
     let mut arguments = FieldTable::default();
     arguments.insert(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(DEAD_LETTER_EXCHANGE.into()),
     );
-    if let Some(ms) = expires_ms {
+    if let Some(ms) = limits.expires_ms {
         arguments.insert("x-expires".into(), AMQPValue::LongUInt(ms));
+    }
+    if let Some(length) = limits.max_length {
+        arguments.insert("x-max-length".into(), AMQPValue::LongUInt(length));
+        arguments.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("drop-head".into()),
+        );
     }
     let bindings: Vec<(&str, &str)> = keys.iter().map(|key| (EXCHANGE, key.as_str())).collect();
     declare_and_bind(connection, queue, arguments, &bindings).await

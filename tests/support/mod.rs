@@ -239,17 +239,27 @@ pub(crate) fn close_connection(name: &str) -> usize {
 }
 
 /// A queue's arguments as our consumers declare them: dead letters to
-/// `stage7.dlx`, and `x-expires` when `expires_ms` is given.
-pub(crate) fn queue_arguments(expires_ms: Option<u32>) -> lapin::types::FieldTable {
+/// `stage7.dlx`, `x-expires` when `expires_ms` is given, and `x-max-length`
+/// with overflow `drop-head` when `max_length` is.
+pub(crate) fn queue_arguments(
+    expires_ms: Option<u32>,
+    max_length: Option<u32>,
+) -> lapin::types::FieldTable {
+    use lapin::types::AMQPValue;
     let mut arguments = lapin::types::FieldTable::default();
     arguments.insert(
         "x-dead-letter-exchange".into(),
-        lapin::types::AMQPValue::LongString(
-            stage7_transport::amqp::topology::DEAD_LETTER_EXCHANGE.into(),
-        ),
+        AMQPValue::LongString(stage7_transport::amqp::topology::DEAD_LETTER_EXCHANGE.into()),
     );
     if let Some(ms) = expires_ms {
-        arguments.insert("x-expires".into(), lapin::types::AMQPValue::LongUInt(ms));
+        arguments.insert("x-expires".into(), AMQPValue::LongUInt(ms));
+    }
+    if let Some(length) = max_length {
+        arguments.insert("x-max-length".into(), AMQPValue::LongUInt(length));
+        arguments.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("drop-head".into()),
+        );
     }
     arguments
 }
@@ -264,9 +274,14 @@ pub(crate) async fn raw_channel() -> (lapin::Connection, lapin::Channel) {
     (connection, channel)
 }
 
-/// Declares durable `queue` with [`queue_arguments`]`(expires_ms)` on its
-/// own connection: `Err` with the broker's words if it refuses.
-pub(crate) async fn declare_queue(queue: &str, expires_ms: Option<u32>) -> Result<(), String> {
+/// Declares durable `queue` with [`queue_arguments`]`(expires_ms,
+/// max_length)` on its own connection: `Err` with the broker's words if it
+/// refuses.
+pub(crate) async fn declare_queue(
+    queue: &str,
+    expires_ms: Option<u32>,
+    max_length: Option<u32>,
+) -> Result<(), String> {
     let (connection, channel) = raw_channel().await;
     let declared = channel
         .queue_declare(
@@ -275,7 +290,7 @@ pub(crate) async fn declare_queue(queue: &str, expires_ms: Option<u32>) -> Resul
                 durable: true,
                 ..Default::default()
             },
-            queue_arguments(expires_ms),
+            queue_arguments(expires_ms, max_length),
         )
         .await
         .map(drop)
@@ -309,12 +324,22 @@ pub(crate) async fn delete_queue(queue: &str) {
     let _ = connection.close(200, "deleted".into()).await;
 }
 
-/// `Ok` if `queue` exists without an expiry; otherwise the broker's refusal
-/// of a declaration without one, which names the expiry the queue has.
-/// Panics if the queue does not exist. The queue is deleted afterwards.
-pub(crate) async fn has_no_expiry(queue: &str) -> Result<(), String> {
+/// `Ok` if `queue` exists with [`queue_arguments`]`(expires_ms,
+/// max_length)`; otherwise the broker's refusal of a declaration with
+/// them, which names an argument the queue has otherwise. Panics if the
+/// queue does not exist. The queue is deleted afterwards.
+pub(crate) async fn declared_with(
+    queue: &str,
+    expires_ms: Option<u32>,
+    max_length: Option<u32>,
+) -> Result<(), String> {
     assert!(queue_exists(queue).await, "queue `{queue}` does not exist");
-    let declared = declare_queue(queue, None).await;
+    let declared = declare_queue(queue, expires_ms, max_length).await;
     delete_queue(queue).await;
     declared
+}
+
+/// `duration` in the milliseconds of an `x-expires` argument.
+pub(crate) fn millis(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap()
 }

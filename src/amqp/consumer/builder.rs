@@ -8,7 +8,8 @@ use lapin::types::ShortString;
 use tokio::sync::watch;
 
 use super::{Queue, Subscriber};
-use crate::amqp::topology::{queue_name, routing_key};
+use crate::amqp::reply_to::ReplyQueues;
+use crate::amqp::topology::{QueueLimits, queue_name, routing_key};
 use crate::amqp::{AmqpTransport, Owner};
 use crate::defaults;
 use crate::error::{Error, Result};
@@ -50,6 +51,8 @@ pub struct SubscriberBuilder {
     pub(super) work_queue: bool,
     pub(super) dedup: Option<DedupLayer>,
     pub(super) expires: Option<Duration>,
+    pub(super) max_length: Option<u32>,
+    pub(super) reply_queues: Vec<String>,
 }
 
 impl SubscriberBuilder {
@@ -67,12 +70,24 @@ impl SubscriberBuilder {
             prefetch: defaults::PREFETCH,
             work_queue: false,
             dedup: None,
-            expires: None,
+            expires: Some(defaults::AMQP_QUEUE_EXPIRY),
+            max_length: Some(defaults::AMQP_QUEUE_MAX_LENGTH),
+            reply_queues: defaults::AMQP_REPLY_QUEUES
+                .iter()
+                .map(|&pattern| pattern.to_owned())
+                .collect(),
         }
     }
 
-    /// Unacknowledged messages held at once, and so handlers run at once.
-    /// Default [`PREFETCH`](crate::defaults::PREFETCH).
+    /// Unacknowledged messages held at once, from the entity's own queue
+    /// and its [work queue](Self::work_queue) together, and so handlers run
+    /// at once. Default [`PREFETCH`](crate::defaults::PREFETCH).
+    ///
+    /// This also bounds the memory deliveries take: the client library
+    /// reads a whole message before this crate sees its size, so up to
+    /// `prefetch` messages of up to the broker's `max_message_size` (a
+    /// node-wide setting, 128 MiB by default on RabbitMQ 3.x) are held at
+    /// once; those over the codec's limit are then refused unread.
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch.max(1);
         self
@@ -100,16 +115,53 @@ impl SubscriberBuilder {
     }
 
     /// Let the broker delete the entity's own queue after it has had no
-    /// consumer for this long (`x-expires`), between 1 ms and 2³² − 1 ms:
-    /// for instances whose id is not reused, whose queue nobody would
-    /// consume again. The broker drops what the queue still holds; it does
-    /// not dead-letter it. The shared [work queue](Self::work_queue) never
-    /// expires. Default: never.
+    /// consumer for this long (`x-expires`), between 1 ms and 2³² − 1 ms
+    /// (49 days); `None` keeps it for ever. The broker drops what the
+    /// queue still holds; it does not dead-letter it. The shared
+    /// [work queue](Self::work_queue), which other instances share, expires
+    /// after the longer of this and
+    /// [`AMQP_QUEUE_EXPIRY`](crate::defaults::AMQP_QUEUE_EXPIRY) (never, with
+    /// `None`). Default [`AMQP_QUEUE_EXPIRY`](crate::defaults::AMQP_QUEUE_EXPIRY):
+    /// the queue of an id nobody uses any more does not collect the type's
+    /// and `all`'s messages for ever.
     ///
     /// The expiry is set when the queue is created: a queue that already
     /// exists is used with the arguments it has.
-    pub fn expires(mut self, unused_for: Duration) -> Self {
-        self.expires = Some(unused_for);
+    pub fn expires(mut self, unused_for: impl Into<Option<Duration>>) -> Self {
+        self.expires = unused_for.into();
+        self
+    }
+
+    /// Ready messages each queue holds (`x-max-length`) before the oldest
+    /// go to the dead-letter queue `stage7.dead-letter`; `None` for no
+    /// bound. Messages being handled do not count. Default
+    /// [`AMQP_QUEUE_MAX_LENGTH`](crate::defaults::AMQP_QUEUE_MAX_LENGTH).
+    ///
+    /// The oldest are dropped rather than new publishes refused
+    /// (`drop-head`, not `reject-publish-dlx`), so a publisher's confirm
+    /// keeps one meaning: the message is stored in every queue bound to its
+    /// routing key. Refusing would have one full queue nack a broadcast all
+    /// the others stored, and its sender send it again. Set when the queue
+    /// is created, as the expiry is.
+    pub fn max_length(mut self, messages: impl Into<Option<u32>>) -> Self {
+        self.max_length = messages.into();
+        self
+    }
+
+    /// The reply queues this entity answers requests on, besides RabbitMQ's
+    /// direct reply-to (`amq.rabbitmq.reply-to.…`), which is always
+    /// answered: queue names in which `{uuid}` stands for a UUID and `*` for
+    /// any run of characters. Replaces the list. Default
+    /// [`AMQP_REPLY_QUEUES`](crate::defaults::AMQP_REPLY_QUEUES), Stage7's
+    /// `rpc-reply-{uuid}`.
+    ///
+    /// A request naming any other `reply_to` is dead-lettered with the
+    /// reason, and its handler does not run: a reply goes to whatever queue
+    /// `reply_to` names, so answering any name would let a sender have this
+    /// entity write into any queue; and a request that cannot be answered
+    /// should have no effect its sender never hears of.
+    pub fn reply_queues<P: Into<String>>(mut self, patterns: impl IntoIterator<Item = P>) -> Self {
+        self.reply_queues = patterns.into_iter().map(Into::into).collect();
         self
     }
 
@@ -118,22 +170,25 @@ impl SubscriberBuilder {
         queue_name(&self.component_type, &self.id)
     }
 
-    /// Each queue to consume: its name, its routing keys, and its expiry in
-    /// milliseconds (`expires_ms` for the own queue, none for the work
-    /// queue).
-    fn queues(&self, expires_ms: Option<u32>) -> Vec<Queue> {
+    /// Each queue to consume: its name, its routing keys, and its bounds
+    /// (`own` for the entity's queue, `shared` for the work queue).
+    fn queues(&self, own: QueueLimits, shared: QueueLimits) -> Vec<Queue> {
         let kind = &self.component_type;
         let lower = kind.to_lowercase();
         let mut type_keys = vec![routing_key(kind)];
         if lower != *kind {
             type_keys.push(routing_key(&lower));
         }
-        let mut own = vec![routing_key(&self.id), routing_key(BROADCAST)];
+        let mut own_keys = vec![routing_key(&self.id), routing_key(BROADCAST)];
+        let queue = |name, keys, limits| Queue { name, keys, limits };
         if self.work_queue {
-            vec![(self.queue(), own, expires_ms), (lower, type_keys, None)]
+            vec![
+                queue(self.queue(), own_keys, own),
+                queue(lower, type_keys, shared),
+            ]
         } else {
-            own.extend(type_keys);
-            vec![(self.queue(), own, expires_ms)]
+            own_keys.extend(type_keys);
+            vec![queue(self.queue(), own_keys, own)]
         }
     }
 
@@ -144,14 +199,33 @@ impl SubscriberBuilder {
     /// # Errors
     ///
     /// [`Config`](crate::ErrorKind::Config) when the entity's id or type makes a
-    /// queue name or routing key longer than AMQP allows, or the expiry is
-    /// out of range.
+    /// queue name or routing key longer than AMQP allows, the expiry is
+    /// out of range, the length bound is zero or a reply-queue pattern is
+    /// empty or too long.
     pub fn start(self) -> Result<Subscriber> {
         let owner = self.owner.clone();
         let expires_ms = self.expires.map(expiry_ms).transpose()?;
-        let queues = self.queues(expires_ms);
-        for (queue, keys, _) in &queues {
-            for name in std::iter::once(queue).chain(keys) {
+        if self.max_length == Some(0) {
+            return Err(Error::config(
+                "a queue length bound of 0 would send every message to the dead letters",
+            ));
+        }
+        let reply_queues = Arc::new(ReplyQueues::new(&self.reply_queues)?);
+        let own = QueueLimits {
+            expires_ms,
+            max_length: self.max_length,
+        };
+        let shared_ms = self
+            .expires
+            .map(|unused| expiry_ms(unused.max(defaults::AMQP_QUEUE_EXPIRY)))
+            .transpose()?;
+        let shared = QueueLimits {
+            expires_ms: shared_ms,
+            ..own
+        };
+        let queues = self.queues(own, shared);
+        for queue in &queues {
+            for name in std::iter::once(&queue.name).chain(&queue.keys) {
                 if ShortString::try_new(name.as_str()).is_err() {
                     return Err(Error::config(format!(
                         "`{name}` is longer than the 255 bytes AMQP allows for queue names and routing keys"
@@ -163,7 +237,15 @@ impl SubscriberBuilder {
         let (consuming_tx, consuming) = watch::channel(false);
         let (stop, stop_rx) = watch::channel(None);
         let task = tokio::spawn(async move {
-            super::run(owner.0.clone(), self, queues, consuming_tx, stop_rx).await;
+            super::run(
+                owner.0.clone(),
+                self,
+                queues,
+                reply_queues,
+                consuming_tx,
+                stop_rx,
+            )
+            .await;
             drop(owner);
         });
         Ok(Subscriber {
@@ -183,6 +265,8 @@ impl fmt::Debug for SubscriberBuilder {
             .field("prefetch", &self.prefetch)
             .field("work_queue", &self.work_queue)
             .field("expires", &self.expires)
+            .field("max_length", &self.max_length)
+            .field("reply_queues", &self.reply_queues)
             .finish_non_exhaustive()
     }
 }

@@ -12,6 +12,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use super::{Channels, Handling};
 use crate::amqp::acks::Settlement;
 use crate::amqp::publisher::{Settle, confirmed};
+use crate::amqp::reply_to::ReplyQueues;
 use crate::amqp::topology::{DEAD_LETTER_EXCHANGE, ERROR_HEADER, REASON_HEADER};
 use crate::error::{Error, ErrorBody};
 use crate::handler::unsendable_reply;
@@ -22,15 +23,26 @@ use crate::message::{APPLICATION_JSON, Codec, Message, is_json};
 ///
 /// A synchronous request always gets an answer — the reply, or an error
 /// reply — so its caller fails fast rather than at its timeout. Messages
-/// that are not valid, and asynchronous messages whose handler failed, are
-/// dead-lettered with the reason.
+/// that are not valid, asynchronous messages whose handler failed, and
+/// requests naming a `reply_to` this entity does not answer (see
+/// [`ReplyQueues`]; their handler does not run) are dead-lettered with the
+/// reason.
 pub(super) async fn handle(
     delivery: AmqpDelivery,
     channels: Arc<Channels>,
     handler: Handling,
+    reply_queues: Arc<ReplyQueues>,
     codec: Codec,
 ) {
     let reply_to = delivery.properties.reply_to().as_ref();
+    if let Some(to) = reply_to.filter(|to| !reply_queues.allows(to.as_str())) {
+        let error = Error::invalid(format!(
+            "reply_to `{to}` is neither direct reply-to nor a reply queue this entity answers; \
+             the handler did not run"
+        ));
+        let settled = dead_letter(&channels.dead_letters, &delivery, &error).await;
+        return settle(&channels, &delivery, settled).await;
+    }
     let (result, poison) = match decode(&delivery, codec) {
         Ok(message) => (handler.handle(message).await, false),
         Err(error) => (Err(error), true),
@@ -53,7 +65,13 @@ pub(super) async fn handle(
         }
         _ => Ok(()),
     };
-    let settlement = match settled {
+    settle(&channels, &delivery, settled).await;
+}
+
+/// Acknowledges the delivery, or rejects it when its dead letter could not
+/// be stored.
+async fn settle(channels: &Channels, delivery: &AmqpDelivery, dead_lettered: Result<(), ()>) {
+    let settlement = match dead_lettered {
         Ok(()) => Settlement::Ack,
         Err(()) => Settlement::Reject,
     };

@@ -21,7 +21,8 @@ pub(crate) use self::builder::expiry_ms;
 use super::AmqpTransport;
 use super::acks::Acks;
 use super::supervisor::{Link, Shared, pause};
-use super::topology::declare_queue;
+use super::reply_to::ReplyQueues;
+use super::topology::{QueueLimits, declare_queue};
 use crate::handler::{BoxHandler, Handler};
 use crate::layer::dedup::Dedup;
 
@@ -100,13 +101,19 @@ impl Subscriber {
 
 pub(super) type Handling = Dedup<BoxHandler>;
 
-/// A queue to consume: name, routing keys, expiry in milliseconds.
-type Queue = (String, Vec<String>, Option<u32>);
+/// A queue to consume: its name, routing keys and bounds.
+#[derive(Debug)]
+struct Queue {
+    name: String,
+    keys: Vec<String>,
+    limits: QueueLimits,
+}
 
 async fn run(
     shared: Arc<Shared>,
     subscription: SubscriberBuilder,
     queues: Vec<Queue>,
+    reply_queues: Arc<ReplyQueues>,
     consuming: watch::Sender<bool>,
     mut stop: watch::Receiver<Option<Duration>>,
 ) {
@@ -143,6 +150,7 @@ async fn run(
             &channels,
             streams,
             &handler,
+            &reply_queues,
             &mut in_flight,
             &mut links,
             &mut stop,
@@ -211,16 +219,26 @@ async fn arm(
     dead_letters
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
+    // RabbitMQ applies a prefetch to each consumer of the channel, or with
+    // `global` to all of them together: with a work queue beside its own,
+    // an entity would otherwise hold twice its prefetch. One consumer keeps
+    // the per-consumer form, which quorum queues also accept.
     channel
-        .basic_qos(subscription.prefetch, BasicQosOptions::default())
+        .basic_qos(
+            subscription.prefetch,
+            BasicQosOptions {
+                global: queues.len() > 1,
+                ..BasicQosOptions::default()
+            },
+        )
         .await?;
     let mut consumers = Vec::new();
-    for (queue, keys, expires) in queues {
-        declare_queue(&link.connection, queue, keys, *expires).await?;
+    for queue in queues {
+        declare_queue(&link.connection, &queue.name, &queue.keys, queue.limits).await?;
         // The broker names the consumer: ours could outgrow a short string.
         let consumer: Consumer = channel
             .basic_consume(
-                queue.as_str().into(),
+                queue.name.as_str().into(),
                 ShortString::default(),
                 Default::default(),
                 FieldTable::default(),
@@ -243,6 +261,7 @@ async fn consume(
     channels: &Arc<Channels>,
     mut consumers: Vec<Deliveries>,
     handler: &Handling,
+    reply_queues: &Arc<ReplyQueues>,
     in_flight: &mut JoinSet<()>,
     links: &mut watch::Receiver<Option<Arc<Link>>>,
     stop: &mut watch::Receiver<Option<Duration>>,
@@ -267,7 +286,13 @@ async fn consume(
             item = next => match item {
                 Some(Ok(delivery)) => {
                     while in_flight.try_join_next().is_some() {}
-                    in_flight.spawn(delivery::handle(delivery, channels.clone(), handler.clone(), codec));
+                    in_flight.spawn(delivery::handle(
+                        delivery,
+                        channels.clone(),
+                        handler.clone(),
+                        reply_queues.clone(),
+                        codec,
+                    ));
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "AMQP consumer failed");
