@@ -5,11 +5,14 @@
 //!
 //! | variable | meaning | default |
 //! |---|---|---|
-//! | `RABBITMQ_URL` | broker URL | built from the next three |
+//! | `RABBITMQ_URL` | broker URL | built from the next five |
+//! | `RABBITMQ_HOST` / `RABBITMQ_PORT` | broker host and port | `127.0.0.1` / `5672` |
 //! | `RABBITMQ_DEFAULT_USER` / `_PASS` / `_VHOST` | broker credentials and vhost | `guest` / `guest` / `/` |
 //! | `POSTOFFICE_URL` | PostOffice base URL, for registry lookups | none |
 //! | `{NAME}_URL` | static HTTP route for recipient `name` (e.g. `BRAIN_URL`) | none |
 //! | `STAGE7_HTTP_TOKEN` | bearer token for HTTP calls and the endpoint | none |
+//! | `STAGE7_HTTP_LISTEN` | where an entity's HTTP endpoint listens, `host:port` | `127.0.0.1:0` |
+//! | `STAGE7_HTTP_ADVERTISE` | the base URL peers reach that endpoint at | from the listen address |
 //! | `STAGE7_DEADLINE_MS` | overall budget of a call | 30000 |
 //! | `STAGE7_ATTEMPT_TIMEOUT_MS` | timeout of one attempt | 10000 |
 //! | `STAGE7_MAX_MESSAGE_BYTES` | largest encoded message | 1048576 |
@@ -50,6 +53,13 @@ pub struct Config {
     pub http_routes: BTreeMap<String, String>,
     /// Bearer token for HTTP calls and the HTTP endpoint.
     pub http_token: Option<Secret>,
+    /// Where an entity's HTTP endpoint listens (`host:port`), unless its
+    /// builder says; see [`EntityBuilder::listen`](crate::EntityBuilder::listen).
+    pub http_listen: Option<String>,
+    /// The base URL peers use to reach an entity's endpoint, unless its
+    /// builder says; see
+    /// [`EntityBuilder::advertise`](crate::EntityBuilder::advertise).
+    pub http_advertise: Option<String>,
     /// Overall budget of a call.
     pub deadline: Duration,
     /// Timeout of one attempt.
@@ -65,6 +75,8 @@ impl Default for Config {
             postoffice_url: None,
             http_routes: BTreeMap::new(),
             http_token: None,
+            http_listen: None,
+            http_advertise: None,
             deadline: defaults::CALL_DEADLINE,
             attempt_timeout: defaults::ATTEMPT_TIMEOUT,
             max_message_size: defaults::MAX_MESSAGE_SIZE,
@@ -143,8 +155,29 @@ impl Config {
                 let user = get("RABBITMQ_DEFAULT_USER").unwrap_or("guest");
                 let pass = get("RABBITMQ_DEFAULT_PASS").unwrap_or("guest");
                 let vhost = get("RABBITMQ_DEFAULT_VHOST").unwrap_or("/");
+                let host = get("RABBITMQ_HOST").unwrap_or("127.0.0.1");
+                if host.contains(['/', '@', '?', '#']) || host.chars().any(char::is_whitespace) {
+                    return Err(Error::config(format!(
+                        "RABBITMQ_HOST must be a host name or address, got `{host}`"
+                    )));
+                }
+                let host = if host.contains(':') && !host.starts_with('[') {
+                    format!("[{host}]")
+                } else {
+                    host.to_owned()
+                };
+                let port = match get("RABBITMQ_PORT") {
+                    Some(port) => port.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(
+                        || {
+                            Error::config(format!(
+                                "RABBITMQ_PORT must be a port number (1 to 65535), got `{port}`"
+                            ))
+                        },
+                    )?,
+                    None => 5672,
+                };
                 format!(
-                    "amqp://{}:{}@127.0.0.1:5672/{}",
+                    "amqp://{}:{}@{host}:{port}/{}",
                     percent_encode(user),
                     percent_encode(pass),
                     percent_encode(vhost)
@@ -195,10 +228,45 @@ impl Config {
             postoffice_url: get("POSTOFFICE_URL").map(|url| url.trim_end_matches('/').to_owned()),
             http_routes,
             http_token: get("STAGE7_HTTP_TOKEN").map(Secret::new),
+            http_listen: get("STAGE7_HTTP_LISTEN").map(listen_address).transpose()?,
+            http_advertise: get("STAGE7_HTTP_ADVERTISE")
+                .map(advertised_url)
+                .transpose()?,
             deadline: millis("STAGE7_DEADLINE_MS", defaults.deadline)?,
             attempt_timeout: millis("STAGE7_ATTEMPT_TIMEOUT_MS", defaults.attempt_timeout)?,
             max_message_size,
         })
+    }
+}
+
+/// `STAGE7_HTTP_LISTEN`: `host:port`, the port a number (0 for any free one).
+fn listen_address(value: &str) -> Result<String> {
+    let value = value.trim();
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(value.to_owned())
+        }
+        _ => Err(Error::config(format!(
+            "STAGE7_HTTP_LISTEN must be host:port (e.g. 0.0.0.0:5070), got `{value}`"
+        ))),
+    }
+}
+
+/// `STAGE7_HTTP_ADVERTISE`: an `http://` or `https://` URL with a host.
+fn advertised_url(value: &str) -> Result<String> {
+    let value = value.trim().trim_end_matches('/');
+    let usable = value
+        .parse::<http::Uri>()
+        .ok()
+        .filter(|uri| matches!(uri.scheme_str(), Some("http" | "https")))
+        .is_some_and(|uri| uri.host().is_some_and(|host| !host.is_empty()));
+    if usable {
+        Ok(value.to_owned())
+    } else {
+        Err(Error::config(format!(
+            "STAGE7_HTTP_ADVERTISE must be a base URL such as http://brain:5070, got `{}`",
+            redact_url(value)
+        )))
     }
 }
 
@@ -226,6 +294,11 @@ impl fmt::Debug for Config {
             )
             .field("http_routes", &self.http_routes)
             .field("http_token", &self.http_token)
+            .field("http_listen", &self.http_listen)
+            .field(
+                "http_advertise",
+                &self.http_advertise.as_deref().map(redact_url),
+            )
             .field("deadline", &self.deadline)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("max_message_size", &self.max_message_size)
@@ -252,6 +325,73 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(!shown.contains("p%40ss"), "{shown}");
         assert!(shown.contains("stage7:***@127.0.0.1"), "{shown}");
+    }
+
+    #[test]
+    fn the_composed_url_takes_the_brokers_host_and_port() {
+        let config = Config::from_vars([
+            ("RABBITMQ_HOST", "rabbitmq"),
+            ("RABBITMQ_PORT", "5673"),
+            ("RABBITMQ_DEFAULT_USER", "stage7"),
+            ("RABBITMQ_DEFAULT_PASS", "stage7password"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.rabbitmq_url.expose(),
+            "amqp://stage7:stage7password@rabbitmq:5673/%2F"
+        );
+        let config = Config::from_vars([("RABBITMQ_HOST", "fd00::5")]).unwrap();
+        assert_eq!(
+            config.rabbitmq_url.expose(),
+            "amqp://guest:guest@[fd00::5]:5672/%2F"
+        );
+        // RABBITMQ_URL, when given, wins.
+        let config = Config::from_vars([
+            ("RABBITMQ_URL", "amqp://a:b@h:1/%2f"),
+            ("RABBITMQ_HOST", "rabbitmq"),
+        ])
+        .unwrap();
+        assert_eq!(config.rabbitmq_url.expose(), "amqp://a:b@h:1/%2f");
+        for (name, value) in [
+            ("RABBITMQ_PORT", "0"),
+            ("RABBITMQ_PORT", "70000"),
+            ("RABBITMQ_PORT", "amqp"),
+            ("RABBITMQ_HOST", "user@rabbitmq"),
+            ("RABBITMQ_HOST", "rabbit mq"),
+        ] {
+            let error = Config::from_vars([(name, value)]).unwrap_err();
+            assert!(error.is_config(), "{error}");
+            assert!(error.to_string().contains(name), "{error}");
+        }
+    }
+
+    #[test]
+    fn listen_and_advertise_are_read_and_checked() {
+        let config = Config::from_vars([
+            ("STAGE7_HTTP_LISTEN", "0.0.0.0:5070"),
+            ("STAGE7_HTTP_ADVERTISE", "http://brain-1.stage7:5070/"),
+        ])
+        .unwrap();
+        assert_eq!(config.http_listen.as_deref(), Some("0.0.0.0:5070"));
+        assert_eq!(
+            config.http_advertise.as_deref(),
+            Some("http://brain-1.stage7:5070")
+        );
+        let config = Config::from_vars([("STAGE7_HTTP_LISTEN", "[::]:0")]).unwrap();
+        assert_eq!(config.http_listen.as_deref(), Some("[::]:0"));
+        assert_eq!(Config::default().http_listen, None);
+        for (name, value) in [
+            ("STAGE7_HTTP_LISTEN", "5070"),
+            ("STAGE7_HTTP_LISTEN", ":5070"),
+            ("STAGE7_HTTP_LISTEN", "0.0.0.0:http"),
+            ("STAGE7_HTTP_ADVERTISE", "brain:5070"),
+            ("STAGE7_HTTP_ADVERTISE", "ftp://brain"),
+            ("STAGE7_HTTP_ADVERTISE", "http://"),
+        ] {
+            let error = Config::from_vars([(name, value)]).unwrap_err();
+            assert!(error.is_config(), "{value}: {error}");
+            assert!(error.to_string().contains(name), "{error}");
+        }
     }
 
     #[test]

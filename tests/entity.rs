@@ -15,7 +15,8 @@ use stage7_transport::amqp::topology::queue_name;
 use stage7_transport::{Config, Entity, ErrorClass, Message, MessageType, Route};
 use support::proxy::{Mode, Proxy};
 use support::{
-    amqp_url, broker_config, caller, eventually, has_no_expiry, host_port, require_broker, unique,
+    amqp_url, broker_config, caller, declared_with, eventually, host_port, millis, require_broker,
+    unique,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -334,7 +335,7 @@ async fn registers_with_the_postoffice_retrying_until_it_answers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_generated_id_gets_a_queue_that_expires_and_a_chosen_one_keeps_its_queue() {
+async fn every_queue_expires_sooner_with_a_generated_id_and_is_bounded() {
     require_broker().await;
     let ephemeral = Entity::builder("Echo", support::echo())
         .config(broker_config())
@@ -351,17 +352,21 @@ async fn a_generated_id_gets_a_queue_that_expires_and_a_chosen_one_keeps_its_que
     ephemeral.shutdown().await.unwrap();
     named.shutdown().await.unwrap();
 
-    let refused = has_no_expiry(&queue_name("Echo", ephemeral.id()))
-        .await
-        .unwrap_err();
-    let expiry = defaults::EPHEMERAL_QUEUE_EXPIRY.as_millis().to_string();
-    assert!(
-        refused.contains("x-expires") && refused.contains(&expiry),
-        "{refused}"
-    );
-    has_no_expiry(&queue_name("Echo", named.id()))
-        .await
-        .expect("a chosen id keeps its queue without expiry");
+    let bound = Some(defaults::AMQP_QUEUE_MAX_LENGTH);
+    declared_with(
+        &queue_name("Echo", ephemeral.id()),
+        Some(millis(defaults::EPHEMERAL_QUEUE_EXPIRY)),
+        bound,
+    )
+    .await
+    .expect("a generated id's queue expires soon after its instance is gone");
+    declared_with(
+        &queue_name("Echo", named.id()),
+        Some(millis(defaults::AMQP_QUEUE_EXPIRY)),
+        bound,
+    )
+    .await
+    .expect("a chosen id's queue expires days after its last consumer");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,7 +374,9 @@ async fn a_queue_that_exists_with_other_arguments_is_used_as_it_is() {
     require_broker().await;
     let id = unique("echo");
     let queue = queue_name("Echo", &id);
-    support::declare_queue(&queue, Some(600_000)).await.unwrap();
+    support::declare_queue(&queue, Some(600_000), None)
+        .await
+        .unwrap();
     // `echo` asks for another expiry: declaring the queue again with it
     // would be refused.
     let callee = echo(&id, broker_config(), Ledger::default()).await;
@@ -383,6 +390,90 @@ async fn a_queue_that_exists_with_other_arguments_is_used_as_it_is() {
     caller.shutdown().await.unwrap();
     callee.shutdown().await.unwrap();
 
-    let kept = has_no_expiry(&queue).await.unwrap_err();
-    assert!(kept.contains("600000"), "{kept}");
+    declared_with(&queue, Some(600_000), None)
+        .await
+        .expect("the queue keeps the arguments it was declared with");
+}
+
+/// `GET {url}/healthy` over a plain socket: the status line.
+async fn healthy(url: &str) -> String {
+    let address = url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET /healthy HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.unwrap();
+    response.lines().next().unwrap_or_default().to_owned()
+}
+
+/// No broker: these entities only listen and advertise.
+fn without_broker(vars: &[(&str, &str)]) -> Config {
+    let mut all = vec![("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f")];
+    all.extend_from_slice(vars);
+    Config::from_vars(all).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listening_on_every_interface_advertises_an_address_peers_can_reach() {
+    let config = without_broker(&[("STAGE7_HTTP_LISTEN", "0.0.0.0:0")]);
+    let entity = support::entity("Echo", &unique("echo"), support::echo(), config)
+        .start()
+        .await
+        .unwrap();
+    let url = entity.url().to_owned();
+    let host = url
+        .trim_start_matches("http://")
+        .rsplit_once(':')
+        .unwrap()
+        .0;
+    let ip: std::net::IpAddr = host.parse().unwrap();
+    assert!(!ip.is_unspecified(), "nobody can connect to {url}");
+    assert!(
+        !ip.is_loopback(),
+        "{url} is reachable from this host only (this test needs a default route)"
+    );
+    assert_eq!(healthy(&url).await, "HTTP/1.1 200 OK");
+    entity.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_and_advertise_come_from_the_environment_unless_the_builder_says() {
+    let advertised = "http://echo-1.stage7.example:5070";
+    let config = without_broker(&[
+        ("STAGE7_HTTP_LISTEN", "0.0.0.0:0"),
+        ("STAGE7_HTTP_ADVERTISE", advertised),
+    ]);
+    let from_env = support::entity("Echo", &unique("echo"), support::echo(), config.clone())
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(from_env.url(), advertised);
+    from_env.shutdown().await.unwrap();
+
+    let from_builder = support::entity("Echo", &unique("echo"), support::echo(), config)
+        .listen("127.0.0.1:0")
+        .advertise("http://echo-2.stage7.example:5070")
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(from_builder.url(), "http://echo-2.stage7.example:5070");
+    from_builder.shutdown().await.unwrap();
+
+    let listen_only = support::entity(
+        "Echo",
+        &unique("echo"),
+        support::echo(),
+        without_broker(&[("STAGE7_HTTP_LISTEN", "0.0.0.0:0")]),
+    )
+    .listen("127.0.0.1:0")
+    .start()
+    .await
+    .unwrap();
+    assert!(
+        listen_only.url().starts_with("http://127.0.0.1:"),
+        "{}",
+        listen_only.url()
+    );
+    assert_eq!(healthy(listen_only.url()).await, "HTTP/1.1 200 OK");
+    listen_only.shutdown().await.unwrap();
 }

@@ -131,6 +131,27 @@ async fn a_503_from_our_endpoint_is_not_delivered() {
 }
 
 #[tokio::test]
+async fn a_503_whose_body_claims_more_than_a_refusal_is_an_unknown_outcome() {
+    // A peer whose handler ran, then answered "not delivered": believed,
+    // its sender would fall back and run the message again.
+    let peer = Peer::start(|_| {
+        reply_retry_after(
+            503,
+            r#"{"error":"database down","kind":"handler","class":"not_delivered"}"#,
+            1,
+        )
+    })
+    .await;
+    let error = to(peer.url()).oneshot(call()).await.unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::Handler, ErrorClass::UnknownOutcome),
+        "{error}"
+    );
+    assert_eq!(error.retry_after(), None);
+}
+
+#[tokio::test]
 async fn a_429_is_not_delivered_with_retry_after() {
     let peer = Peer::start(|_| reply_retry_after(429, "slow down", 3)).await;
     let error = to(peer.url()).oneshot(call()).await.unwrap_err();
@@ -258,6 +279,73 @@ async fn the_postoffice_resolves_ids_and_types_and_is_cached() {
         (ErrorKind::NoRoute, ErrorClass::NotDelivered)
     );
     assert!(error.to_string().contains("`nobody`"), "{error}");
+}
+
+#[tokio::test]
+async fn an_address_that_refuses_connections_is_looked_up_again() {
+    let pong = |answer: &'static str| {
+        tower::service_fn(move |m: Message| async move {
+            Ok::<_, Infallible>(Some(m.reply(json!(answer))))
+        })
+    };
+    let first = HttpServer::builder()
+        .bind("127.0.0.1:0", pong("first"))
+        .await
+        .unwrap();
+    let second = HttpServer::builder()
+        .bind("127.0.0.1:0", pong("second"))
+        .await
+        .unwrap();
+    let registry = |server: &HttpServer| {
+        json!({"components": [{"id": "brain-1", "type": "Brain",
+            "url": format!("http://{}", server.local_addr())}]})
+        .to_string()
+    };
+    let answer = std::sync::Arc::new(std::sync::Mutex::new(registry(&first)));
+    let current = answer.clone();
+    let postoffice = Peer::start(move |_| reply(200, &current.lock().unwrap())).await;
+    // No idle connections kept: every call connects, as one does after the
+    // peer's process is gone.
+    let transport = HttpTransport::builder(
+        PostOfficeResolver::builder(postoffice.url())
+            .build()
+            .unwrap(),
+    )
+    .pool_max_idle_per_host(0)
+    .build()
+    .unwrap();
+    let send = |n: u32| {
+        transport
+            .clone()
+            .oneshot(Message::request("brain-1", json!(n)))
+    };
+    let reply_of = |delivery: stage7_transport::Delivery| {
+        delivery.reply().and_then(Message::content).cloned()
+    };
+
+    assert_eq!(reply_of(send(1).await.unwrap()), Some(json!("first")));
+    assert_eq!(postoffice.requests(), 1);
+
+    // The component moves: its old address refuses connections, the
+    // PostOffice knows the new one.
+    first.shutdown(Duration::ZERO).await.unwrap();
+    *answer.lock().unwrap() = registry(&second);
+    let error = send(2).await.unwrap_err();
+    assert_eq!(
+        (error.kind(), error.class()),
+        (ErrorKind::Unavailable, ErrorClass::NotDelivered),
+        "{error}"
+    );
+    assert_eq!(postoffice.requests(), 1, "the first answer was still cached");
+
+    let moved = send(3).await.unwrap();
+    assert_eq!(reply_of(moved), Some(json!("second")));
+    assert_eq!(
+        postoffice.requests(),
+        2,
+        "the refused address was forgotten and looked up again"
+    );
+    second.shutdown(Duration::ZERO).await.unwrap();
 }
 
 #[tokio::test]

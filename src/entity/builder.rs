@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::advertise::advertised_url;
 use super::{Entity, Inner};
 use crate::amqp::{AmqpTransport, Subscriber};
 use crate::config::Config;
@@ -27,13 +28,15 @@ pub struct EntityBuilder {
     component_type: String,
     id: Option<String>,
     handler: BoxHandler,
-    listen: String,
+    listen: Option<String>,
     advertise: Option<String>,
     config: Config,
     routes: Vec<(String, String)>,
     register: bool,
     work_queue: bool,
     queue_expires: Option<Option<Duration>>,
+    queue_max_length: Option<u32>,
+    reply_queues: Option<Vec<String>>,
     prefetch: u16,
     amqp_branch: BranchBuilder,
     http_branch: BranchBuilder,
@@ -47,13 +50,15 @@ impl EntityBuilder {
             component_type,
             id: None,
             handler,
-            listen: "127.0.0.1:0".to_owned(),
+            listen: None,
             advertise: None,
             config: Config::default(),
             routes: Vec::new(),
             register: true,
             work_queue: false,
             queue_expires: None,
+            queue_max_length: Some(defaults::AMQP_QUEUE_MAX_LENGTH),
+            reply_queues: None,
             prefetch: defaults::PREFETCH,
             amqp_branch: BranchBuilder::new(Route::Amqp),
             http_branch: BranchBuilder::new(Route::Http),
@@ -68,19 +73,31 @@ impl EntityBuilder {
         self
     }
 
-    /// Where the HTTP endpoint listens. Default `127.0.0.1:0` (any free
-    /// port on loopback).
+    /// Where the HTTP endpoint listens, `host:port`; port 0 takes any free
+    /// one. Wins over [`Config::http_listen`] (`STAGE7_HTTP_LISTEN`).
+    /// Default [`SERVER_LISTEN`](crate::defaults::SERVER_LISTEN), loopback:
+    /// peers on other hosts need `0.0.0.0:{port}` or a routable address.
     pub fn listen(mut self, address: impl Into<String>) -> Self {
-        self.listen = address.into();
+        self.listen = Some(address.into());
         self
     }
 
-    /// The base URL peers use to reach the endpoint, when it differs from
-    /// `http://{listen address}` (behind NAT, in containers). The entity's
-    /// own calls to itself over HTTP use it too, ahead of the
-    /// configuration's routes and the PostOffice (an `https://` URL, which
-    /// our HTTP client does not speak, leaves them to AMQP). Default: the
-    /// listen address.
+    /// The base URL peers use to reach the endpoint — registered with the
+    /// PostOffice, and used by the entity's own calls to itself over HTTP,
+    /// ahead of the configuration's routes and the PostOffice (an
+    /// `https://` URL, which our HTTP client does not speak, leaves them to
+    /// AMQP). Wins over [`Config::http_advertise`]
+    /// (`STAGE7_HTTP_ADVERTISE`). Set it when peers reach this host by
+    /// another name or address than it listens on (NAT, a service name,
+    /// several networks).
+    ///
+    /// Default: `http://{listen address}`, with a wildcard listen address
+    /// (`0.0.0.0`, `[::]`) replaced by the host's primary address — the one
+    /// it sends from on its default route, which in a container or a pod is
+    /// the address its peers reach it at; never the wildcard, which no peer
+    /// can connect to. The host's address rather than its name: a
+    /// container's or pod's name does not resolve for its peers everywhere
+    /// (a Kubernetes pod's, for one), its address does.
     pub fn advertise(mut self, url: impl Into<String>) -> Self {
         self.advertise = Some(url.into());
         self
@@ -117,19 +134,42 @@ impl EntityBuilder {
     /// How long the broker keeps the entity's queue once nothing consumes
     /// it (`x-expires`, 1 ms to 2³² − 1 ms), dropping what it holds; `None`
     /// keeps it for ever, so messages wait for the entity's return.
-    /// Default: for ever when [`id`](Self::id) is given,
+    /// Default: [`AMQP_QUEUE_EXPIRY`](crate::defaults::AMQP_QUEUE_EXPIRY)
+    /// (7 days) when [`id`](Self::id) is given — a service back within a
+    /// week finds its messages waiting, the queue of an id nobody uses any
+    /// more stops collecting the type's and `all`'s messages —
     /// [`EPHEMERAL_QUEUE_EXPIRY`](crate::defaults::EPHEMERAL_QUEUE_EXPIRY) when the id is generated (no later
-    /// instance has that id, so nothing would ever consume the queue).
+    /// instance has that id, so nothing would ever consume the queue). See
+    /// [`SubscriberBuilder::expires`](crate::amqp::SubscriberBuilder::expires)
+    /// for the work queue's.
     ///
     /// The expiry is fixed when the queue is created: a queue that already
     /// exists keeps the arguments it was declared with.
-    pub fn queue_expires(mut self, unused_for: Option<Duration>) -> Self {
-        self.queue_expires = Some(unused_for);
+    pub fn queue_expires(mut self, unused_for: impl Into<Option<Duration>>) -> Self {
+        self.queue_expires = Some(unused_for.into());
         self
     }
 
-    /// AMQP messages handled at once. Default
-    /// [`PREFETCH`](crate::defaults::PREFETCH).
+    /// Ready messages the entity's queue (and work queue) hold before the
+    /// oldest go to the dead letters; `None` for no bound. Default
+    /// [`AMQP_QUEUE_MAX_LENGTH`](crate::defaults::AMQP_QUEUE_MAX_LENGTH);
+    /// see [`SubscriberBuilder::max_length`](crate::amqp::SubscriberBuilder::max_length).
+    pub fn queue_max_length(mut self, messages: impl Into<Option<u32>>) -> Self {
+        self.queue_max_length = messages.into();
+        self
+    }
+
+    /// The reply queues the entity answers AMQP requests on besides direct
+    /// reply-to. Default
+    /// [`AMQP_REPLY_QUEUES`](crate::defaults::AMQP_REPLY_QUEUES); see
+    /// [`SubscriberBuilder::reply_queues`](crate::amqp::SubscriberBuilder::reply_queues).
+    pub fn reply_queues<P: Into<String>>(mut self, patterns: impl IntoIterator<Item = P>) -> Self {
+        self.reply_queues = Some(patterns.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// AMQP messages handled at once, from the entity's queue and its work
+    /// queue together. Default [`PREFETCH`](crate::defaults::PREFETCH).
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.prefetch = prefetch;
         self
@@ -174,11 +214,11 @@ impl EntityBuilder {
     /// listen.
     pub async fn start(self) -> Result<Entity> {
         let config = self.config;
-        let queue_expires = self.queue_expires.unwrap_or_else(|| {
-            self.id
-                .is_none()
-                .then_some(defaults::EPHEMERAL_QUEUE_EXPIRY)
-        });
+        let queue_expires = self.queue_expires.unwrap_or(Some(if self.id.is_none() {
+            defaults::EPHEMERAL_QUEUE_EXPIRY
+        } else {
+            defaults::AMQP_QUEUE_EXPIRY
+        }));
         if let Some(unused) = queue_expires {
             crate::amqp::expiry_ms(unused)?;
         }
@@ -198,10 +238,15 @@ impl EntityBuilder {
         if let Some(token) = &config.http_token {
             server = server.token(token.clone());
         }
-        let server = server.bind(&self.listen, self.handler.clone()).await?;
+        let listen = self
+            .listen
+            .or_else(|| config.http_listen.clone())
+            .unwrap_or_else(|| defaults::SERVER_LISTEN.to_owned());
+        let server = server.bind(&listen, self.handler.clone()).await?;
         let url = self
             .advertise
-            .unwrap_or_else(|| format!("http://{}", server.local_addr()));
+            .or_else(|| config.http_advertise.clone())
+            .unwrap_or_else(|| advertised_url(server.local_addr()));
 
         let amqp = AmqpTransport::builder(config.rabbitmq_url.expose())
             .connection_name(format!("{}:{id}", self.component_type))
@@ -249,9 +294,11 @@ impl EntityBuilder {
         let mut subscription = Subscriber::builder(&amqp, &id, &self.component_type, self.handler)
             .dedup(dedup)
             .work_queue(self.work_queue)
-            .prefetch(self.prefetch);
-        if let Some(unused_for) = queue_expires {
-            subscription = subscription.expires(unused_for);
+            .prefetch(self.prefetch)
+            .expires(queue_expires)
+            .max_length(self.queue_max_length);
+        if let Some(patterns) = self.reply_queues {
+            subscription = subscription.reply_queues(patterns);
         }
         let subscriber = subscription.start()?;
         if tokio::time::timeout(START_WAIT, amqp.first_attempt()).await == Ok(true) {

@@ -8,8 +8,9 @@
 //!   `GET /healthy`, `GET /ready`),
 //! * consumes the entity's AMQP queue `{type}-{id}`, bound to
 //!   `message.{id}`, `message.{type}` and `message.all` — at once if the
-//!   broker answers, otherwise as soon as it does (with a generated id the
-//!   queue expires once the instance is gone: [`EntityBuilder::queue_expires`]),
+//!   broker answers, otherwise as soon as it does (the queue expires once
+//!   nothing has consumed it for a while, 30 minutes with a generated id,
+//!   7 days with a chosen one: [`EntityBuilder::queue_expires`]),
 //! * registers with the PostOffice (`POST /registerComponent`) when one is
 //!   configured, retrying in the background until it answers,
 //! * and assembles the stack for outgoing calls: AMQP first, HTTP second.
@@ -40,6 +41,7 @@
 //! # }
 //! ```
 
+mod advertise;
 mod builder;
 
 use std::fmt;

@@ -135,11 +135,12 @@ impl HttpTransport {
             })??;
         let request = inner.request(&base, &message, body)?;
         let exchange = async {
-            let response = inner
-                .client
-                .request(request)
-                .await
-                .map_err(|e| classify::send_error(e, &base))?;
+            let response = inner.client.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    inner.resolver.unreachable(recipient, &base);
+                }
+                classify::send_error(e, &base)
+            })?;
             let (parts, body) = response.into_parts();
             let limit = inner.codec.max_size();
             let body = Limited::new(body, limit)

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use http::Uri;
+
 use super::{PostOfficeResolver, Resolve, ResolveFuture, StaticResolver};
 use crate::config::Config;
 use crate::error::{Error, ErrorKind, Result};
@@ -95,6 +97,13 @@ impl Resolve for ResolverChain {
             }
         }
         ResolveFuture::ready(Err(failure.unwrap_or_else(|| Error::no_route(recipient))))
+    }
+
+    /// Tells every resolver of the chain: whichever gave `base` forgets it.
+    fn unreachable(&self, recipient: &str, base: &Uri) {
+        for resolver in &self.resolvers {
+            resolver.unreachable(recipient, base);
+        }
     }
 }
 

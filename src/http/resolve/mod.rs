@@ -9,7 +9,8 @@
 //!   of [`Config::http_routes`](crate::Config::http_routes).
 //! * [`PostOfficeResolver`]: asks the PostOffice's registry
 //!   (`GET {postoffice}/requestComponent?id=…`, then `?type=…`) and caches
-//!   the answer for a while.
+//!   the answer for a while, forgetting it as soon as the address it names
+//!   cannot be connected to ([`Resolve::unreachable`]).
 //! * your own: implement [`Resolve`].
 //!
 //! A recipient nobody knows is an error of kind
@@ -58,6 +59,16 @@ pub trait Resolve: Send + Sync + 'static {
     /// [`NoRoute`](crate::ErrorKind::NoRoute) for a recipient this resolver
     /// does not know; any other error when it could not find out.
     fn resolve(&self, recipient: &str) -> ResolveFuture;
+
+    /// Hears that `base`, which [`resolve`](Self::resolve) gave for
+    /// `recipient`, could not be connected to (refused, unreachable, timed
+    /// out): the transport calls it before failing the message. A resolver
+    /// that remembers answers forgets this one, so the next call asks
+    /// again instead of reusing an address that has stopped answering.
+    /// Default: nothing (a fixed table has nothing to forget).
+    fn unreachable(&self, recipient: &str, base: &Uri) {
+        let _ = (recipient, base);
+    }
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Uri>> + Send>>;

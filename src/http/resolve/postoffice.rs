@@ -31,8 +31,11 @@ const CACHE_SWEEP_AT: usize = 1024;
 /// [`ResolverChain`](super::ResolverChain) try its next resolver.
 ///
 /// Answers are cached for
-/// [`ROUTE_CACHE_TTL`](crate::defaults::ROUTE_CACHE_TTL); unknown
-/// recipients are not, so a component that registers is found at once.
+/// [`ROUTE_CACHE_TTL`](crate::defaults::ROUTE_CACHE_TTL), or until the
+/// transport cannot connect to the address ([`Resolve::unreachable`]): a
+/// component that restarts elsewhere is looked up again on the next call,
+/// not after the cache time. Unknown recipients are not cached, so a
+/// component that registers is found at once.
 /// Calls that need the same recipient while it is being looked up wait for
 /// that lookup rather than sending their own: when the broker goes down and
 /// every call turns to HTTP at once, the PostOffice gets one query per
@@ -147,6 +150,16 @@ impl Resolve for PostOfficeResolver {
         match self.cached(recipient) {
             Some(uri) => ResolveFuture::ready(Ok(uri)),
             None => ResolveFuture::new(self.clone().lookup(recipient.to_owned())),
+        }
+    }
+
+    /// Forgets the cached answer for `recipient` if it is still `base`: the
+    /// component may have moved, and the PostOffice knows where.
+    fn unreachable(&self, recipient: &str, base: &Uri) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.get(recipient).is_some_and(|(cached, _)| cached == base) {
+            cache.remove(recipient);
+            tracing::debug!(recipient, %base, "forgot an address that refused a connection");
         }
     }
 }
