@@ -146,7 +146,7 @@ async fn the_prefetch_bounds_an_entity_across_its_own_queue_and_its_work_queue()
         transport.clone().oneshot(event(&id, n)).await.unwrap();
         transport.clone().oneshot(event(&kind, n)).await.unwrap();
     }
-    assert!(eventually(Duration::from_secs(10), || running.load(Ordering::SeqCst) == 2).await);
+    assert!(eventually(Duration::from_secs(10), || running.load(Ordering::SeqCst) >= 2).await);
     // What the broker has handed out, once it has all eight: by the time
     // two `rabbitmqctl` calls have run, a per-consumer prefetch would have
     // given each queue's consumer two.
