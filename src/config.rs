@@ -167,13 +167,16 @@ impl Config {
                     host.to_owned()
                 };
                 let port = match get("RABBITMQ_PORT") {
-                    Some(port) => port.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(
-                        || {
+                    Some(port) => port
+                        .trim()
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|p| *p > 0)
+                        .ok_or_else(|| {
                             Error::config(format!(
                                 "RABBITMQ_PORT must be a port number (1 to 65535), got `{port}`"
                             ))
-                        },
-                    )?,
+                        })?,
                     None => 5672,
                 };
                 format!(

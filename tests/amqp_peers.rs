@@ -235,7 +235,13 @@ async fn a_reply_to_naming_any_other_queue_is_dead_lettered_and_never_written_to
 
     let dead = loop {
         let dead = next(&mut dead_letters).await;
-        if dead.properties.message_id().as_ref().map(ShortString::as_str) == Some(&steering) {
+        if dead
+            .properties
+            .message_id()
+            .as_ref()
+            .map(ShortString::as_str)
+            == Some(&steering)
+        {
             break dead;
         }
     };

@@ -100,7 +100,11 @@ async fn a_full_queue_sends_its_oldest_to_the_dead_letters_and_every_publish_is_
             .expect("the overflow is dead-lettered")
             .unwrap()
             .unwrap();
-        let id = dead.properties.message_id().as_ref().map(ShortString::as_str);
+        let id = dead
+            .properties
+            .message_id()
+            .as_ref()
+            .map(ShortString::as_str);
         if let Some(id) = id.filter(|id| sent.iter().any(|sent| sent == id)) {
             dropped.push(id.to_owned());
         }
@@ -146,7 +150,11 @@ async fn the_prefetch_bounds_an_entity_across_its_own_queue_and_its_work_queue()
         transport.clone().oneshot(event(&id, n)).await.unwrap();
         transport.clone().oneshot(event(&kind, n)).await.unwrap();
     }
-    assert!(eventually(Duration::from_secs(10), || running.load(Ordering::SeqCst) >= 2).await);
+    assert!(
+        eventually(Duration::from_secs(10), || running.load(Ordering::SeqCst)
+            >= 2)
+        .await
+    );
     // What the broker has handed out, once it has all eight: by the time
     // two `rabbitmqctl` calls have run, a per-consumer prefetch would have
     // given each queue's consumer two.
@@ -162,8 +170,16 @@ async fn the_prefetch_bounds_an_entity_across_its_own_queue_and_its_work_queue()
     assert_eq!((ready, unacked), (6, 2), "two held by the entity in all");
 
     gate.add_permits(8);
-    assert!(eventually(Duration::from_secs(10), || handled.load(Ordering::SeqCst) == 8).await);
-    assert_eq!(most.load(Ordering::SeqCst), 2, "never more than two at once");
+    assert!(
+        eventually(Duration::from_secs(10), || handled.load(Ordering::SeqCst)
+            == 8)
+        .await
+    );
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "never more than two at once"
+    );
     subscriber.shutdown(Duration::from_secs(5)).await;
     assert_eq!(queue_counts_reach(&own, (0, 0)).await, (0, 0));
     support::delete_queue(&own).await;

@@ -319,9 +319,8 @@ async fn an_address_that_refuses_connections_is_looked_up_again() {
             .clone()
             .oneshot(Message::request("brain-1", json!(n)))
     };
-    let reply_of = |delivery: stage7_transport::Delivery| {
-        delivery.reply().and_then(Message::content).cloned()
-    };
+    let reply_of =
+        |delivery: stage7_transport::Delivery| delivery.reply().and_then(Message::content).cloned();
 
     assert_eq!(reply_of(send(1).await.unwrap()), Some(json!("first")));
     assert_eq!(postoffice.requests(), 1);
@@ -336,7 +335,11 @@ async fn an_address_that_refuses_connections_is_looked_up_again() {
         (ErrorKind::Unavailable, ErrorClass::NotDelivered),
         "{error}"
     );
-    assert_eq!(postoffice.requests(), 1, "the first answer was still cached");
+    assert_eq!(
+        postoffice.requests(),
+        1,
+        "the first answer was still cached"
+    );
 
     let moved = send(3).await.unwrap();
     assert_eq!(reply_of(moved), Some(json!("second")));

@@ -4,7 +4,8 @@
 //!
 //! * **Asynchronous messages** are published to exchange `stage7` with
 //!   routing key `message.{recipient}`, persistent and `mandatory`, on a
-//!   channel in confirm mode; the call resolves on the broker's ack. An
+//!   channel in confirm mode; the call resolves on the broker's ack (see
+//!   [what a confirm promises](self#what-a-confirm-promises)). An
 //!   unroutable message (returned) or a nack is
 //!   [`NotDelivered`](crate::ErrorClass::NotDelivered).
 //! * **Synchronous messages** are requests over direct reply-to (see
@@ -21,13 +22,44 @@
 //!   wait for a confirm or reply; beyond that, and while the broker blocks
 //!   the connection, `poll_ready` waits instead of buffering.
 //!
+//! # What a confirm promises
+//!
+//! The broker's ack of a `mandatory` publish, without a return, says that
+//! the message is stored — on disk, for these persistent messages and
+//! durable queues — in every queue bound to its routing key, and that there
+//! was at least one. It does not say that anyone will read it: a queue
+//! whose consumer is gone keeps the message until the queue expires
+//! (`x-expires`; [`AMQP_QUEUE_EXPIRY`](crate::defaults::AMQP_QUEUE_EXPIRY),
+//! 7 days after the last consumer for a chosen id or a work queue,
+//! [`EPHEMERAL_QUEUE_EXPIRY`](crate::defaults::EPHEMERAL_QUEUE_EXPIRY) for
+//! a generated id) and the broker drops it, or until newer messages push it
+//! out of a full queue
+//! ([`AMQP_QUEUE_MAX_LENGTH`](crate::defaults::AMQP_QUEUE_MAX_LENGTH)) into
+//! `stage7.dead-letter`. Nor does it say that a handler ran: only a reply
+//! does. A sender that must know uses a request.
+//!
+//! A full queue drops its oldest message (`drop-head`) rather than refusing
+//! the new one (`reject-publish-dlx`). Refusing would make the broker nack a
+//! publish that was routed to several queues — `message.all`, a type bound
+//! to many instances — when one of them is full, though the others stored
+//! it: the sender would be told "not delivered" for a delivered message,
+//! and its fallback and retries would deliver it again. Dropping the oldest
+//! keeps an ack meaning the same everywhere, and what is dropped waits in
+//! the dead letters, with RabbitMQ's `x-death` reason `maxlen`, for an
+//! operator.
+//!
 //! # Request and reply
 //!
 //! One channel per connection carries every request and one no-ack consumer
 //! of `amq.rabbitmq.reply-to`. Requests carry `correlation_id` and
 //! `reply_to` as AMQP properties; replies come back on the default exchange.
 //! When the channel or connection fails, every waiting call fails at once
-//! with [`UnknownOutcome`](crate::ErrorClass::UnknownOutcome).
+//! with [`UnknownOutcome`](crate::ErrorClass::UnknownOutcome). A reply
+//! proves delivery: an error reply claiming anything but
+//! [`Rejected`](crate::ErrorClass::Rejected) is an
+//! [`UnknownOutcome`](crate::ErrorClass::UnknownOutcome), whatever it names,
+//! so a peer cannot make its caller run a message twice by answering "not
+//! delivered".
 //!
 //! # Receiving
 //!
@@ -37,6 +69,24 @@
 //! cannot be handled to `stage7.dlx` / `stage7.dead-letter` with the reason
 //! in the `x-stage7-reason` header. Consumers are re-armed on every new
 //! connection.
+//!
+//! * **Replies** go only to direct reply-to addresses and to queues named
+//!   as [`reply_queues`](SubscriberBuilder::reply_queues) allows (Stage7's
+//!   `rpc-reply-{uuid}` by default). A request naming any other `reply_to`
+//!   is dead-lettered and its handler does not run: a reply is published to
+//!   whatever queue `reply_to` names, and a sender must not be able to have
+//!   a receiver write into any queue.
+//! * **Queues** expire after their last consumer and hold a bounded number
+//!   of ready messages ([`expires`](SubscriberBuilder::expires),
+//!   [`max_length`](SubscriberBuilder::max_length)). A queue that already
+//!   exists with other arguments is used as it is.
+//! * **Prefetch** bounds the messages an entity holds, from its own queue
+//!   and its work queue together. lapin reads a whole message before this
+//!   crate sees it, so the size limit is checked after a delivery is in
+//!   memory: at most [`prefetch`](SubscriberBuilder::prefetch) deliveries
+//!   of up to the broker's `max_message_size` (node-wide, 128 MiB by
+//!   default on RabbitMQ 3.x; set it near your message limit) are held at
+//!   once.
 //!
 //! ```no_run
 //! use serde_json::json;

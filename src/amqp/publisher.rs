@@ -285,11 +285,17 @@ mod tests {
         fast_done.send(()).unwrap();
         // Paused time moves only when every task waits: this times out
         // only if the fast confirm's permit is never released.
-        let released =
-            tokio::time::timeout(Duration::from_secs(60), window.acquire_many(2)).await;
-        assert!(released.is_ok(), "the fast confirm waits behind the slow one");
+        let released = tokio::time::timeout(Duration::from_secs(60), window.acquire_many(2)).await;
+        assert!(
+            released.is_ok(),
+            "the fast confirm waits behind the slow one"
+        );
         drop(released);
-        assert_eq!(window.available_permits(), 2, "the slow one still holds its own");
+        assert_eq!(
+            window.available_permits(),
+            2,
+            "the slow one still holds its own"
+        );
 
         drop(drain);
         held.send(()).unwrap();

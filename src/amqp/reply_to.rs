@@ -53,10 +53,7 @@ impl ReplyQueues {
     pub(crate) fn allows(&self, name: &str) -> bool {
         name.strip_prefix(DIRECT_REPLY_TO)
             .is_some_and(|token| !token.is_empty())
-            || self
-                .patterns
-                .iter()
-                .any(|pattern| matches(pattern, name))
+            || self.patterns.iter().any(|pattern| matches(pattern, name))
     }
 }
 

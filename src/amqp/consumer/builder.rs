@@ -210,7 +210,7 @@ impl SubscriberBuilder {
                 "a queue length bound of 0 would send every message to the dead letters",
             ));
         }
-        let reply_queues = Arc::new(ReplyQueues::new(&self.reply_queues)?);
+        let reply_queues = ReplyQueues::new(&self.reply_queues)?;
         let own = QueueLimits {
             expires_ms,
             max_length: self.max_length,

@@ -12,7 +12,6 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use super::{Channels, Handling};
 use crate::amqp::acks::Settlement;
 use crate::amqp::publisher::{Settle, confirmed};
-use crate::amqp::reply_to::ReplyQueues;
 use crate::amqp::topology::{DEAD_LETTER_EXCHANGE, ERROR_HEADER, REASON_HEADER};
 use crate::error::{Error, ErrorBody};
 use crate::handler::unsendable_reply;
@@ -25,17 +24,16 @@ use crate::message::{APPLICATION_JSON, Codec, Message, is_json};
 /// reply — so its caller fails fast rather than at its timeout. Messages
 /// that are not valid, asynchronous messages whose handler failed, and
 /// requests naming a `reply_to` this entity does not answer (see
-/// [`ReplyQueues`]; their handler does not run) are dead-lettered with the
-/// reason.
+/// [`ReplyQueues`](crate::amqp::reply_to::ReplyQueues); their handler does
+/// not run) are dead-lettered with the reason.
 pub(super) async fn handle(
     delivery: AmqpDelivery,
     channels: Arc<Channels>,
     handler: Handling,
-    reply_queues: Arc<ReplyQueues>,
     codec: Codec,
 ) {
     let reply_to = delivery.properties.reply_to().as_ref();
-    if let Some(to) = reply_to.filter(|to| !reply_queues.allows(to.as_str())) {
+    if let Some(to) = reply_to.filter(|to| !channels.reply_queues.allows(to.as_str())) {
         let error = Error::invalid(format!(
             "reply_to `{to}` is neither direct reply-to nor a reply queue this entity answers; \
              the handler did not run"

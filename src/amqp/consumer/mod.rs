@@ -20,8 +20,8 @@ pub use self::builder::SubscriberBuilder;
 pub(crate) use self::builder::expiry_ms;
 use super::AmqpTransport;
 use super::acks::Acks;
-use super::supervisor::{Link, Shared, pause};
 use super::reply_to::ReplyQueues;
+use super::supervisor::{Link, Shared, pause};
 use super::topology::{QueueLimits, declare_queue};
 use crate::handler::{BoxHandler, Handler};
 use crate::layer::dedup::Dedup;
@@ -113,7 +113,7 @@ async fn run(
     shared: Arc<Shared>,
     subscription: SubscriberBuilder,
     queues: Vec<Queue>,
-    reply_queues: Arc<ReplyQueues>,
+    reply_queues: ReplyQueues,
     consuming: watch::Sender<bool>,
     mut stop: watch::Receiver<Option<Duration>>,
 ) {
@@ -133,7 +133,7 @@ async fn run(
             _ = closing.wait_for(|closing| *closing) => break Duration::ZERO,
         };
         let Some(link) = link else { continue };
-        let (channels, consumers) = match arm(&link, &subscription, &queues).await {
+        let (channels, consumers) = match arm(&link, &subscription, &queues, &reply_queues).await {
             Ok(armed) => armed,
             Err(error) => {
                 tracing::warn!(queue, %error, "cannot set up the AMQP consumer; retrying");
@@ -150,7 +150,6 @@ async fn run(
             &channels,
             streams,
             &handler,
-            &reply_queues,
             &mut in_flight,
             &mut links,
             &mut stop,
@@ -202,17 +201,19 @@ type Deliveries = Pin<Box<dyn Stream<Item = lapin::Result<AmqpDelivery>> + Send>
 /// A consumer's channels: one to consume, acknowledge and reply on (no
 /// confirms: replies are fire-and-forget, their caller waits for them), one
 /// in confirm mode for dead letters, which must be stored before the
-/// original is acknowledged.
+/// original is acknowledged; and the reply queues it may reply to.
 pub(super) struct Channels {
     consume: Channel,
     acks: Acks,
     dead_letters: Channel,
+    reply_queues: ReplyQueues,
 }
 
 async fn arm(
     link: &Link,
     subscription: &SubscriberBuilder,
     queues: &[Queue],
+    reply_queues: &ReplyQueues,
 ) -> lapin::Result<(Arc<Channels>, Vec<(ShortString, Deliveries)>)> {
     let channel = link.connection.create_channel().await?;
     let dead_letters = link.connection.create_channel().await?;
@@ -228,7 +229,6 @@ async fn arm(
             subscription.prefetch,
             BasicQosOptions {
                 global: queues.len() > 1,
-                ..BasicQosOptions::default()
             },
         )
         .await?;
@@ -250,6 +250,7 @@ async fn arm(
         acks: Acks::new(channel.clone()),
         consume: channel,
         dead_letters,
+        reply_queues: reply_queues.clone(),
     };
     Ok((Arc::new(channels), consumers))
 }
@@ -261,7 +262,6 @@ async fn consume(
     channels: &Arc<Channels>,
     mut consumers: Vec<Deliveries>,
     handler: &Handling,
-    reply_queues: &Arc<ReplyQueues>,
     in_flight: &mut JoinSet<()>,
     links: &mut watch::Receiver<Option<Arc<Link>>>,
     stop: &mut watch::Receiver<Option<Duration>>,
@@ -286,13 +286,7 @@ async fn consume(
             item = next => match item {
                 Some(Ok(delivery)) => {
                     while in_flight.try_join_next().is_some() {}
-                    in_flight.spawn(delivery::handle(
-                        delivery,
-                        channels.clone(),
-                        handler.clone(),
-                        reply_queues.clone(),
-                        codec,
-                    ));
+                    in_flight.spawn(delivery::handle(delivery, channels.clone(), handler.clone(), codec));
                 }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "AMQP consumer failed");

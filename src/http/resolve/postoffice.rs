@@ -157,7 +157,10 @@ impl Resolve for PostOfficeResolver {
     /// component may have moved, and the PostOffice knows where.
     fn unreachable(&self, recipient: &str, base: &Uri) {
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.get(recipient).is_some_and(|(cached, _)| cached == base) {
+        if cache
+            .get(recipient)
+            .is_some_and(|(cached, _)| cached == base)
+        {
             cache.remove(recipient);
             tracing::debug!(recipient, %base, "forgot an address that refused a connection");
         }
