@@ -310,3 +310,29 @@ async fn a_stage7_client_gets_its_reply_on_its_own_exclusive_reply_queue() {
     assert_eq!(reply["content"], json!({"n": 7}));
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_forged_direct_reply_to_address_does_not_stop_the_receiver() {
+    require_broker().await;
+    let transport = transport(&unique("t-forged"));
+    let id = unique("echo");
+    let (_subscriber, runs) = counting_echo(&transport, &id).await;
+    let (_connection, channel) = raw_channel().await;
+    let forged = unique("forged");
+    request(
+        &channel,
+        &id,
+        "amq.rabbitmq.reply-to.bm90LWEtcmVhbC1hZGRyZXNz",
+        &forged,
+    )
+    .await;
+
+    // The broker drops a reply to an address that decodes to no channel;
+    // the receiver's channel stays open and serves the next request.
+    let reply = transport
+        .oneshot(Message::request(&id, json!("after")))
+        .await
+        .unwrap();
+    assert_eq!(reply.reply().unwrap().content(), Some(&json!("after")));
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "each ran once");
+}
