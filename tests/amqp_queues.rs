@@ -185,3 +185,32 @@ async fn the_prefetch_bounds_an_entity_across_its_own_queue_and_its_work_queue()
     support::delete_queue(&own).await;
     support::delete_queue(&work).await;
 }
+
+#[tokio::test]
+async fn bounds_and_reply_patterns_rabbitmq_or_we_would_refuse_are_configuration_errors() {
+    // Checked before anything reaches a broker: none is needed.
+    let transport = AmqpTransport::builder("amqp://guest:guest@127.0.0.1:1/%2f")
+        .connection_name(unique("t-bounds"))
+        .build()
+        .unwrap();
+    let builder = || Subscriber::builder(&transport, unique("idle"), "Idle", idle());
+    let refused = builder().max_length(0).start().unwrap_err();
+    assert!(refused.is_config(), "{refused}");
+    assert!(
+        refused.to_string().contains("length bound of 0"),
+        "{refused}"
+    );
+    let refused = builder().reply_queues([""]).start().unwrap_err();
+    assert!(refused.is_config(), "{refused}");
+    assert!(
+        refused.to_string().contains("reply-queue pattern"),
+        "{refused}"
+    );
+    for accepted in [
+        builder().max_length(None).expires(None),
+        builder().reply_queues(["replies.*"]),
+        builder().reply_queues(std::iter::empty::<String>()),
+    ] {
+        accepted.start().unwrap().shutdown(Duration::ZERO).await;
+    }
+}
