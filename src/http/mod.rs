@@ -29,8 +29,10 @@
 //! `503` whose body names another kind, or a class other than
 //! `not_delivered`, is not one of our endpoint's refusals and is read as
 //! any other `4xx` or `5xx`. An unknown recipient in
-//! the [`Resolve`]r is `NotDelivered` too, kind `no_route`, naming it. Every
-//! error carries [`Route::Http`](crate::Route::Http).
+//! the [`Resolve`]r is `NotDelivered` too, kind `no_route`, naming it, and
+//! so is a broadcast to `all`: a request reaches one receiver, so HTTP does
+//! not carry broadcasts, rather than deliver one to whichever receiver a
+//! route names. Every error carries [`Route::Http`](crate::Route::Http).
 //!
 //! ```
 //! use std::convert::Infallible;

@@ -22,7 +22,7 @@ use super::{APPLICATION_JSON, MESSAGE_PATH, X_REQUEST_ID};
 use crate::config::Config;
 use crate::defaults;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
-use crate::message::{Codec, Message};
+use crate::message::{BROADCAST, Codec, Message};
 use crate::route::Route;
 use crate::secret::Secret;
 use crate::transport::Delivery;
@@ -115,6 +115,14 @@ impl HttpTransport {
         let recipient = message
             .recipient()
             .ok_or_else(|| Error::invalid("message has no recipient"))?;
+        if recipient == BROADCAST {
+            return Err(Error::new(
+                ErrorKind::NoRoute,
+                ErrorClass::NotDelivered,
+                "a broadcast to `all` cannot go over HTTP, which reaches one receiver per request",
+            )
+            .with_key(recipient));
+        }
         let now = Instant::now();
         let own = now + inner.request_timeout;
         let until = message.deadline().map_or(own, |deadline| deadline.min(own));
