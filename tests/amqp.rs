@@ -9,16 +9,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::BasicProperties;
-use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{AMQPValue, FieldTable};
 use serde_json::json;
 use stage7_transport::amqp::topology::{
-    DEAD_LETTER_EXCHANGE, EXCHANGE, REASON_HEADER, routing_key,
+    DEAD_LETTER_EXCHANGE, ERROR_HEADER, EXCHANGE, REASON_HEADER, REPLY_TO, queue_name, routing_key,
 };
 use stage7_transport::amqp::{AmqpTransport, Subscriber};
-use stage7_transport::{Codec, Error, ErrorClass, ErrorKind, Message, MessageType, Route};
+use stage7_transport::defaults;
+use stage7_transport::layer::retry::RetryPolicy;
+use stage7_transport::{
+    BranchBuilder, Codec, Error, ErrorClass, ErrorKind, Message, MessageType, Route, Stack,
+};
 use support::{
-    amqp_url, eventually, idle, queue_counts_reach, raw_channel, require_broker, unique,
+    amqp_url, dead_letter, dead_letter_tap, drain, eventually, idle, queue_counts_reach,
+    raw_channel, require_broker, tap, unique,
 };
 use tokio::sync::mpsc;
 use tower::ServiceExt;
@@ -58,7 +65,9 @@ async fn async_send_arrives_once() {
     let transport = transport(&unique("t-send"));
     let id = unique("echo");
     let (seen, mut received) = mpsc::unbounded_channel();
-    let _entity = echo_entity(&transport, &id, seen).await;
+    let entity = echo_entity(&transport, &id, seen).await;
+    let (_connection, channel) = raw_channel().await;
+    let routed = tap(&channel, &id).await;
 
     let event = Message::new(MessageType::Statement)
         .with_recipient(&id)
@@ -70,11 +79,16 @@ async fn async_send_arrives_once() {
     let arrived = received.recv().await.unwrap();
     assert_eq!(arrived.id(), event.id());
     assert_eq!(arrived.content(), Some(&json!("hello")));
-    // A second message sent after the first arrives after it: had the first
-    // been delivered twice, its copy would be seen before this one.
-    let marker = Message::new(MessageType::Statement).with_recipient(&id);
-    transport.clone().oneshot(marker.clone()).await.unwrap();
-    assert_eq!(received.recv().await.unwrap().id(), marker.id());
+    // Below the entity's de-duplication, which would hide a second copy:
+    // the tap, bound as the entity's queue is, holds one copy per publish,
+    // and the entity's queue ends with nothing ready or unacknowledged, so
+    // no copy waits for redelivery.
+    assert_eq!(
+        drain(&channel, &routed).await,
+        HashMap::from([(event.id().to_owned(), 1)]),
+        "copies the broker routed"
+    );
+    assert_eq!(queue_counts_reach(entity.queue(), (0, 0)).await, (0, 0));
     assert!(received.try_recv().is_err());
 }
 
@@ -708,4 +722,316 @@ async fn an_expiry_rabbitmq_would_refuse_is_a_configuration_error() {
         let subscriber = accepted.unwrap_or_else(|e| panic!("{expiry:?}: {e}"));
         subscriber.shutdown(Duration::ZERO).await;
     }
+}
+
+/// A field of the first `x-death` entry the broker adds to a dead letter.
+fn x_death(headers: &FieldTable, field: &str) -> Option<String> {
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        return None;
+    };
+    let Some(AMQPValue::FieldTable(death)) = deaths.as_slice().first() else {
+        return None;
+    };
+    match death.inner().get(field)? {
+        AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
+        AMQPValue::ShortString(text) => Some(text.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+/// A handler that records the id of every message it runs and answers
+/// requests with their content.
+fn recording(ran: mpsc::UnboundedSender<String>) -> impl stage7_transport::Handler {
+    tower::service_fn(move |message: Message| {
+        let _ = ran.send(message.id().to_owned());
+        async move {
+            let content = message.content().cloned().unwrap_or_default();
+            Ok::<_, Infallible>(Some(message.reply(content)))
+        }
+    })
+}
+
+/// A request's expiration is the time left before its deadline: one that
+/// waits past it in a queue nobody consumes is dead-lettered by the broker
+/// and never handled, however late a consumer comes.
+#[tokio::test]
+async fn a_request_that_outlives_its_deadline_in_a_queue_is_dead_lettered_never_handled() {
+    require_broker().await;
+    let id = unique("late");
+    let queue = queue_name("Late", &id);
+    support::declare_queue(&queue, Some(60_000), Some(defaults::AMQP_QUEUE_MAX_LENGTH))
+        .await
+        .unwrap();
+    let (_connection, channel) = raw_channel().await;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            EXCHANGE.into(),
+            routing_key(&id).into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let dead = dead_letter_tap(&channel).await;
+    let transport = transport(&unique("t-expire"));
+    transport.connected().await;
+    let stack = Stack::builder(transport.clone())
+        .primary_branch(BranchBuilder::new(Route::Amqp))
+        .deadline(Duration::from_millis(300))
+        .retry(RetryPolicy::builder().max_retries(0))
+        .build()
+        .unwrap();
+
+    let request = Message::request(&id, json!("too late"));
+    let error = stack.oneshot(request.clone()).await.unwrap_err();
+    assert_eq!(error.class(), ErrorClass::UnknownOutcome, "{error}");
+    let (_, headers) = dead_letter(&channel, &dead, request.id()).await;
+    assert_eq!(x_death(&headers, "reason").as_deref(), Some("expired"));
+    assert_eq!(x_death(&headers, "queue"), Some(queue.clone()));
+    let expiration: u64 = x_death(&headers, "original-expiration")
+        .and_then(|ms| ms.parse().ok())
+        .expect("the request carried an expiration");
+    assert!(
+        (1..=300).contains(&expiration),
+        "the expiration is the time left of the 300 ms deadline: {expiration} ms"
+    );
+
+    let (ran, mut handled) = mpsc::unbounded_channel();
+    let subscriber = Subscriber::builder(&transport, &id, "Late", recording(ran))
+        .expires(Duration::from_secs(60))
+        .start()
+        .unwrap();
+    subscriber.ready().await;
+    let marker = Message::request(&id, json!("on time"));
+    transport.clone().oneshot(marker.clone()).await.unwrap();
+    assert_eq!(handled.recv().await.as_deref(), Some(marker.id()));
+    assert!(handled.try_recv().is_err(), "only the request on time ran");
+    subscriber.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A bare peer's request channel: it consumes direct reply-to, as amqplib
+/// peers do.
+async fn requester() -> (lapin::Connection, lapin::Channel, lapin::Consumer) {
+    let (connection, channel) = raw_channel().await;
+    let replies = channel
+        .basic_consume(
+            REPLY_TO.into(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (connection, channel, replies)
+}
+
+/// Publishes `body` to `recipient` as a request, with `properties` and a
+/// reply address, and returns the reply; fails the test after 20 s.
+async fn raw_request(
+    channel: &lapin::Channel,
+    replies: &mut lapin::Consumer,
+    recipient: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> lapin::message::Delivery {
+    let correlation = unique("corr");
+    let properties = properties
+        .with_reply_to(REPLY_TO.into())
+        .with_correlation_id(correlation.as_str().into());
+    publish_raw(channel, recipient, body, properties).await;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let reply = support::next(replies).await.unwrap().unwrap();
+            if reply
+                .properties
+                .correlation_id()
+                .as_ref()
+                .map(|c| c.as_str())
+                == Some(correlation.as_str())
+            {
+                break reply;
+            }
+        }
+    })
+    .await
+    .expect("the request is answered")
+}
+
+/// The error kind and text of an error reply, or `None` for a reply.
+fn error_reply(reply: &lapin::message::Delivery) -> Option<(String, String)> {
+    let headers = reply.properties.headers().clone().unwrap_or_default();
+    let kind = match headers.inner().get(ERROR_HEADER)? {
+        AMQPValue::LongString(kind) => String::from_utf8_lossy(kind.as_bytes()).into_owned(),
+        other => format!("{other:?}"),
+    };
+    let body: stage7_transport::ErrorBody = serde_json::from_slice(&reply.data).unwrap();
+    assert_eq!(body.kind, kind, "the header and the body agree");
+    Some((kind, body.error))
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_dead_lettered_and_its_requester_told_at_once() {
+    require_broker().await;
+    let transport = AmqpTransport::builder(amqp_url())
+        .connection_name(unique("t-big-in"))
+        .codec(Codec::new(1024))
+        .build()
+        .unwrap();
+    let id = unique("small");
+    let (ran, mut handled) = mpsc::unbounded_channel();
+    let subscriber = Subscriber::builder(&transport, &id, "Small", recording(ran))
+        .expires(Duration::from_secs(60))
+        .start()
+        .unwrap();
+    subscriber.ready().await;
+    let (_connection, channel, mut replies) = requester().await;
+    let dead = dead_letter_tap(&channel).await;
+    let big = serde_json::to_vec(
+        &json!({"type": "statement", "sender": "peer", "content": "x".repeat(4096)}),
+    )
+    .unwrap();
+    let json = BasicProperties::default().with_content_type("application/json".into());
+
+    let event = unique("big-event");
+    publish_raw(
+        &channel,
+        &id,
+        &big,
+        json.clone().with_message_id(event.as_str().into()),
+    )
+    .await;
+    let (reason, _) = dead_letter(&channel, &dead, &event).await;
+    assert!(
+        reason.contains("exceeds the limit of 1024 bytes"),
+        "{reason}"
+    );
+
+    let request = unique("big-request");
+    let reply = raw_request(
+        &channel,
+        &mut replies,
+        &id,
+        &big,
+        json.with_message_id(request.as_str().into()),
+    )
+    .await;
+    let (kind, text) = error_reply(&reply).expect("an error reply");
+    assert_eq!(kind, "too_large", "{text}");
+    let (reason, _) = dead_letter(&channel, &dead, &request).await;
+    assert!(
+        reason.contains("exceeds the limit of 1024 bytes"),
+        "{reason}"
+    );
+
+    let marker = Message::request(&id, json!("small"));
+    transport.clone().oneshot(marker.clone()).await.unwrap();
+    assert_eq!(handled.recv().await.as_deref(), Some(marker.id()));
+    assert!(handled.try_recv().is_err(), "neither big message ran");
+    subscriber.shutdown(Duration::from_secs(1)).await;
+}
+
+/// amqplib peers often publish without a content type: the body is read as
+/// JSON, and a request is answered.
+#[tokio::test]
+async fn a_request_without_a_content_type_is_read_as_json_and_answered() {
+    require_broker().await;
+    let transport = transport(&unique("t-no-type"));
+    let id = unique("echo");
+    let (seen, mut received) = mpsc::unbounded_channel();
+    let _entity = echo_entity(&transport, &id, seen).await;
+    let (_connection, channel, mut replies) = requester().await;
+    let message_id = unique("untyped");
+    let reply = raw_request(
+        &channel,
+        &mut replies,
+        &id,
+        br#"{"type":"request","sender":"peer","content":{"n":7},"requiresSync":true}"#,
+        BasicProperties::default().with_message_id(message_id.as_str().into()),
+    )
+    .await;
+    assert_eq!(error_reply(&reply), None);
+    let reply: Message = serde_json::from_slice(&reply.data).unwrap();
+    assert_eq!(reply.content(), Some(&json!({"n": 7})));
+    let handled = received.recv().await.unwrap();
+    assert_eq!(handled.id(), message_id);
+}
+
+/// A request that is not a valid message gets an error reply at once, so
+/// its caller need not wait for its timeout, and is dead-lettered with the
+/// reason like any poison message.
+#[tokio::test]
+async fn a_poison_request_gets_an_error_reply_and_a_dead_letter() {
+    require_broker().await;
+    let transport = transport(&unique("t-poison-rpc"));
+    let id = unique("echo");
+    let (seen, mut received) = mpsc::unbounded_channel();
+    let _entity = echo_entity(&transport, &id, seen).await;
+    let (_connection, channel, mut replies) = requester().await;
+    let dead = dead_letter_tap(&channel).await;
+    let poison = unique("poison");
+    let reply = raw_request(
+        &channel,
+        &mut replies,
+        &id,
+        b"{not json",
+        BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_message_id(poison.as_str().into()),
+    )
+    .await;
+    let (kind, text) = error_reply(&reply).expect("an error reply");
+    assert_eq!(kind, "invalid_message", "{text}");
+    assert!(text.contains("malformed JSON"), "{text}");
+    let (reason, _) = dead_letter(&channel, &dead, &poison).await;
+    assert!(reason.contains("malformed JSON"), "{reason}");
+    assert!(received.try_recv().is_err(), "the handler never saw it");
+}
+
+/// When the broker cancels a consumer — its queue deleted under it — the
+/// subscriber declares the queue again and consumes it, on the same
+/// connection.
+#[tokio::test]
+async fn a_consumer_the_broker_cancels_is_armed_again() {
+    require_broker().await;
+    let logs = support::logs();
+    let transport = transport(&unique("t-cancel"));
+    let id = unique("echo");
+    let (seen, _received) = mpsc::unbounded_channel();
+    let mark = logs.mark();
+    let entity = echo_entity(&transport, &id, seen).await;
+    support::delete_queue(entity.queue()).await;
+
+    // Until the queue is back, nothing is bound for the entity.
+    let mut outcomes = Vec::new();
+    let answered = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match transport
+                .clone()
+                .oneshot(Message::request(&id, json!("again")))
+                .await
+            {
+                Ok(delivery) => break delivery,
+                Err(error) => outcomes.push(error.kind()),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the consumer is back within 20 s");
+    assert_eq!(answered.reply().unwrap().content(), Some(&json!("again")));
+    assert!(
+        outcomes.iter().all(|kind| *kind == ErrorKind::NoRoute),
+        "{outcomes:?}"
+    );
+    let logged = logs.since(mark);
+    let armed = logged
+        .lines()
+        .filter(|line| line.contains("consuming") && line.contains(entity.queue()))
+        .count();
+    assert_eq!(armed, 2, "{logged}");
+    assert!(transport.is_connected());
 }

@@ -3,8 +3,6 @@
 
 mod support;
 
-use stage7_transport::defaults;
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,54 +10,26 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use stage7_transport::amqp::topology::queue_name;
+use stage7_transport::defaults;
+use stage7_transport::message::BROADCAST;
 use stage7_transport::{Config, Entity, ErrorClass, Message, MessageType, Route};
-use support::proxy::{Mode, Proxy};
+use support::peer::Peer;
+use support::proxy::Mode;
 use support::{
-    amqp_url, broker_config, caller, declared_with, eventually, host_port, millis, require_broker,
-    unique,
+    Ledger, Vhost, broker_config, caller, declared_with, eventually, idle, millis, recorder,
+    refused_broker, require_broker, unique,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// Handled message ids, and how many times each ran.
-#[derive(Clone, Default)]
-struct Ledger(Arc<Mutex<HashMap<String, usize>>>);
-
-impl Ledger {
-    fn record(&self, id: &str) {
-        *self.0.lock().unwrap().entry(id.to_owned()).or_default() += 1;
-    }
-
-    fn runs(&self) -> HashMap<String, usize> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
 /// An entity that answers requests with their content and records every
 /// message it handles.
 async fn echo(id: &str, config: Config, ledger: Ledger) -> Entity {
-    let handler = tower::service_fn(move |message: Message| {
-        ledger.record(message.id());
-        async move {
-            let content = message.content().cloned().unwrap_or_default();
-            Ok::<_, Infallible>(message.requires_sync().then(|| message.reply(content)))
-        }
-    });
-    support::entity("Echo", id, handler, config)
+    support::entity("Echo", id, recorder(ledger), config)
         .shutdown_grace(Duration::from_secs(5))
         .start()
         .await
         .unwrap()
-}
-
-/// Settings whose broker URL leads to a proxy that refuses connections
-/// until told otherwise: a broker that is not there.
-async fn refused_broker() -> (Proxy, Config) {
-    let upstream = amqp_url();
-    let proxy = Proxy::start(&host_port(&upstream)).await;
-    proxy.set(Mode::Refuse);
-    let config = Config::from_vars([("RABBITMQ_URL", proxy.amqp_url(&upstream))]).unwrap();
-    (proxy, config)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -476,4 +446,151 @@ async fn listen_and_advertise_come_from_the_environment_unless_the_builder_says(
     );
     assert_eq!(healthy(listen_only.url()).await, "HTTP/1.1 200 OK");
     listen_only.shutdown().await.unwrap();
+}
+
+/// A broadcast to `all` reaches every entity, of every type, the sender's
+/// own included. In a vhost of its own, so no other test's entity gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_to_all_reaches_every_entity_once() {
+    require_broker().await;
+    let vhost = Vhost::create("broadcast");
+    let ledgers: Vec<Ledger> = (0..4).map(|_| Ledger::default()).collect();
+    let mut entities = Vec::new();
+    for (kind, ledger) in ["Brain", "Librarian", "Librarian"]
+        .into_iter()
+        .zip(&ledgers)
+    {
+        let entity = support::entity(
+            kind,
+            &unique("member"),
+            recorder(ledger.clone()),
+            vhost.config(),
+        )
+        .start()
+        .await
+        .unwrap();
+        assert!(entity.is_consuming());
+        entities.push(entity);
+    }
+    let sender = support::entity(
+        "Caller",
+        &unique("caller"),
+        recorder(ledgers[3].clone()),
+        vhost.config(),
+    )
+    .start()
+    .await
+    .unwrap();
+    assert!(sender.is_consuming());
+
+    let broadcast = Message::new(MessageType::Statement)
+        .with_recipient(BROADCAST)
+        .with_content(json!("to everyone"));
+    let delivery = sender.send(broadcast.clone()).await.unwrap();
+    assert_eq!(delivery.route(), Route::Amqp);
+    let reached = eventually(Duration::from_secs(20), || {
+        ledgers.iter().all(|ledger| ledger.ran(broadcast.id()) > 0)
+    })
+    .await;
+    let counts: Vec<usize> = ledgers.iter().map(|l| l.ran(broadcast.id())).collect();
+    assert!(reached, "every entity gets the broadcast: {counts:?}");
+    assert_eq!(counts, [1, 1, 1, 1]);
+    for entity in entities.into_iter().chain([sender]) {
+        entity.shutdown().await.unwrap();
+    }
+}
+
+/// Each request a PostOffice received: `METHOD target`, and its
+/// `Authorization` header.
+type Requests = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// With a token configured, an entity presents it to the PostOffice on
+/// registration and on every lookup, as it does to its peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postoffice_gets_the_bearer_token_on_registration_and_lookups() {
+    let seen: Requests = Arc::default();
+    let callee_url: Arc<Mutex<String>> = Arc::default();
+    let postoffice = {
+        let (seen, callee_url) = (seen.clone(), callee_url.clone());
+        Peer::start(move |(head, _): support::peer::Received| {
+            let authorization = head
+                .headers
+                .get("authorization")
+                .map(|value| value.to_str().unwrap_or("not text").to_owned());
+            let target = head.uri.to_string();
+            seen.lock()
+                .unwrap()
+                .push((format!("{} {target}", head.method), authorization));
+            if target.starts_with("/requestComponent?id=brain-1") {
+                let url = callee_url.lock().unwrap().clone();
+                let components =
+                    json!({"components": [{"id": "brain-1", "type": "Brain", "url": url}]});
+                support::peer::reply(200, &components.to_string())
+            } else {
+                support::peer::reply(200, "{}")
+            }
+        })
+        .await
+    };
+    let (_proxy, refused) = support::refused_broker().await;
+    let config = |postoffice: Option<&str>| {
+        let mut vars = vec![
+            (
+                "RABBITMQ_URL".to_owned(),
+                refused.rabbitmq_url.expose().to_owned(),
+            ),
+            ("STAGE7_HTTP_TOKEN".to_owned(), "s3cret-token".to_owned()),
+        ];
+        if let Some(url) = postoffice {
+            vars.push(("POSTOFFICE_URL".to_owned(), url.to_owned()));
+        }
+        Config::from_vars(vars).unwrap()
+    };
+    let ledger = Ledger::default();
+    let brain = support::entity("Brain", "brain-1", recorder(ledger.clone()), config(None))
+        .start()
+        .await
+        .unwrap();
+    *callee_url.lock().unwrap() = brain.url().to_owned();
+    let caller = support::entity(
+        "Caller",
+        &unique("caller"),
+        idle(),
+        config(Some(&postoffice.url())),
+    )
+    .start()
+    .await
+    .unwrap();
+
+    let delivery = caller
+        .call(Message::request("brain-1", json!("found you")))
+        .await
+        .unwrap();
+    assert_eq!(delivery.route(), Route::Http);
+    assert!(
+        eventually(Duration::from_secs(10), || seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(request, _)| request.starts_with("POST /registerComponent")))
+        .await,
+        "the caller registered"
+    );
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .any(|(request, _)| request.starts_with("GET /requestComponent?id=brain-1")),
+        "{requests:?}"
+    );
+    for (request, authorization) in &requests {
+        assert_eq!(
+            authorization.as_deref(),
+            Some("Bearer s3cret-token"),
+            "{request}"
+        );
+    }
+    assert_eq!(ledger.runs().len(), 1);
+    caller.shutdown().await.unwrap();
+    brain.shutdown().await.unwrap();
 }

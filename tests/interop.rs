@@ -10,8 +10,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stage7_transport::{Entity, Message, Route};
-use support::{amqp_url, broker_config, caller, require_broker, unique};
+use stage7_transport::message::BROADCAST;
+use stage7_transport::{Config, Entity, Message, Route};
+use support::{Vhost, amqp_url, broker_config, caller, require_broker, unique};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -85,7 +86,7 @@ async fn our_call_reaches_an_amqplib_peer() {
     caller.shutdown().await.unwrap();
 }
 
-async fn echo_entity(id: &str) -> Entity {
+async fn echo_entity(id: &str, config: Config) -> Entity {
     let echo = tower::service_fn(|message: Message| async move {
         let content = message.content().cloned().unwrap_or_default();
         Ok::<_, Infallible>(
@@ -94,22 +95,27 @@ async fn echo_entity(id: &str) -> Entity {
                 .then(|| message.reply(json!({"echo": content, "by": "rust"}))),
         )
     });
-    support::entity("Echo", id, echo, broker_config())
+    support::entity("Echo", id, echo, config)
         .start()
         .await
         .unwrap()
 }
 
+/// In a vhost of its own: a request to `all` reaches every entity there,
+/// and here only this one answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entity_answers_an_amqplib_peer_by_id_type_and_all() {
     require_broker().await;
+    let vhost = Vhost::create("interop");
     let id = unique("echo");
-    let entity = echo_entity(&id).await;
+    let entity = echo_entity(&id, vhost.config()).await;
     assert!(entity.is_consuming());
-    for recipient in [id.as_str(), "Echo", "echo"] {
-        let mut peer = spawn(node(&["call", recipient, r#"{"question": 42}"#]));
+    for recipient in [id.as_str(), "Echo", "echo", BROADCAST] {
+        let mut command = node(&["call", recipient, r#"{"question": 42}"#]);
+        command.env("RABBITMQ_URL", vhost.url());
+        let mut peer = spawn(command);
         let reply: Value = serde_json::from_str(&first_line(&mut peer).await).unwrap();
-        assert_eq!(reply["type"], "response");
+        assert_eq!(reply["type"], "response", "to {recipient}");
         assert_eq!(reply["recipient"], "node-peer");
         assert_eq!(
             reply["content"],

@@ -5,6 +5,7 @@ pub(crate) mod peer;
 pub(crate) mod proxy;
 
 use stage7_transport::defaults;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -89,6 +90,47 @@ pub(crate) fn entity(kind: &str, id: &str, handler: impl Handler, config: Config
         .id(id)
         .queue_expires(Some(Duration::from_secs(120)))
         .config(config)
+}
+
+/// Handled message ids, and how many times each ran.
+#[derive(Clone, Default)]
+pub(crate) struct Ledger(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Ledger {
+    pub(crate) fn record(&self, id: &str) {
+        *self.0.lock().unwrap().entry(id.to_owned()).or_default() += 1;
+    }
+
+    pub(crate) fn runs(&self) -> HashMap<String, usize> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// How many times message `id` ran.
+    pub(crate) fn ran(&self, id: &str) -> usize {
+        self.0.lock().unwrap().get(id).copied().unwrap_or(0)
+    }
+}
+
+/// A handler that records every message it runs in `ledger` and answers
+/// requests with their content.
+pub(crate) fn recorder(ledger: Ledger) -> impl Handler {
+    tower::service_fn(move |message: Message| {
+        ledger.record(message.id());
+        async move {
+            let content = message.content().cloned().unwrap_or_default();
+            Ok::<_, Infallible>(message.requires_sync().then(|| message.reply(content)))
+        }
+    })
+}
+
+/// Settings whose broker URL leads to a proxy that refuses connections
+/// until told otherwise: a broker that is not there.
+pub(crate) async fn refused_broker() -> (proxy::Proxy, Config) {
+    let upstream = amqp_url();
+    let proxy = proxy::Proxy::start(&host_port(&upstream)).await;
+    proxy.set(proxy::Mode::Refuse);
+    let config = Config::from_vars([("RABBITMQ_URL", proxy.amqp_url(&upstream))]).unwrap();
+    (proxy, config)
 }
 
 /// A handler that takes every message and answers none.
@@ -266,10 +308,14 @@ pub(crate) fn queue_arguments(
 
 /// A bare lapin connection to the test broker and a channel on it.
 pub(crate) async fn raw_channel() -> (lapin::Connection, lapin::Channel) {
-    let connection =
-        lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
-            .await
-            .unwrap();
+    raw_channel_at(&amqp_url()).await
+}
+
+/// A bare lapin connection to the broker at `url` and a channel on it.
+pub(crate) async fn raw_channel_at(url: &str) -> (lapin::Connection, lapin::Channel) {
+    let connection = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
     let channel = connection.create_channel().await.unwrap();
     (connection, channel)
 }
@@ -342,4 +388,239 @@ pub(crate) async fn declared_with(
 /// `duration` in the milliseconds of an `x-expires` argument.
 pub(crate) fn millis(duration: Duration) -> u32 {
     u32::try_from(duration.as_millis()).unwrap()
+}
+
+/// A virtual host of its own on the test broker, deleted when dropped. A
+/// broadcast to `all` reaches every entity of a vhost: in its own, a test
+/// reaches only its entities, and no other test's handler sees it.
+pub(crate) struct Vhost {
+    name: String,
+    url: String,
+}
+
+impl Vhost {
+    /// Creates the vhost and lets the test broker's user use it. Needs
+    /// `rabbitmqctl` for the broker, as the fault tests do.
+    pub(crate) fn create(prefix: &str) -> Self {
+        let name = unique(prefix);
+        let url = amqp_url();
+        let user = url
+            .parse::<lapin::uri::AMQPUri>()
+            .map(|uri| uri.authority.userinfo.username)
+            .unwrap_or_else(|e| panic!("RABBITMQ_URL is not an AMQP URL: {e}"));
+        rabbitmqctl(&["add_vhost", &name]);
+        let vhost = Self {
+            url: with_vhost(&url, &name),
+            name,
+        };
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &vhost.name,
+            &user,
+            ".*",
+            ".*",
+            ".*",
+        ]);
+        vhost
+    }
+
+    /// The test broker's URL with this vhost.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// An entity configuration that reaches the broker in this vhost.
+    pub(crate) fn config(&self) -> Config {
+        Config::from_vars([("RABBITMQ_URL", self.url.as_str())]).unwrap()
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        if let Err(error) = try_rabbitmqctl(&["delete_vhost", &self.name]) {
+            eprintln!("vhost {} is left behind: {error}", self.name);
+        }
+    }
+}
+
+/// `url` (`amqp://user:pass@host:port/vhost`) with vhost `vhost`.
+fn with_vhost(url: &str, vhost: &str) -> String {
+    let authority = url.find("://").map_or(0, |at| at + 3);
+    let base = url[authority..]
+        .find(['/', '?'])
+        .map_or(url, |end| &url[..authority + end]);
+    format!("{base}/{vhost}")
+}
+
+/// The ids of the calls that the fallback layer sent on to the secondary
+/// route after the primary's outcome was unknown, read from what it logs
+/// (`falling back ...` in the call's span, which names the message id).
+pub(crate) fn fell_back_after_unknown(logged: &str) -> HashSet<String> {
+    logged
+        .lines()
+        .filter(|line| {
+            line.contains("falling back to the secondary route")
+                && line.contains("(outcome unknown)")
+        })
+        .filter_map(|line| {
+            let span = &line[line.find("stage7.call{")? + "stage7.call{".len()..];
+            let id = span.strip_prefix("id=")?;
+            let end = id.find([' ', '}'])?;
+            Some(id[..end].trim_matches('"').to_owned())
+        })
+        .collect()
+}
+
+/// A durable queue, bound to `message.{recipient}`, that records exactly
+/// what the broker routed for `recipient`: one copy per publish, below any
+/// receiver's de-duplication.
+pub(crate) async fn tap(channel: &lapin::Channel, recipient: &str) -> String {
+    let queue = tap_queue(channel).await;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            stage7_transport::amqp::topology::EXCHANGE.into(),
+            stage7_transport::amqp::topology::routing_key(recipient).into(),
+            lapin::options::QueueBindOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    queue
+}
+
+/// A durable queue bound to the dead-letter exchange: a copy of every dead
+/// letter from now on, other tests' among them.
+pub(crate) async fn dead_letter_tap(channel: &lapin::Channel) -> String {
+    let queue = tap_queue(channel).await;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            stage7_transport::amqp::topology::DEAD_LETTER_EXCHANGE.into(),
+            "".into(),
+            lapin::options::QueueBindOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    queue
+}
+
+/// A durable queue that expires half an hour after its last use. Messages
+/// arriving are no use: a tap must outlive the longest test that fills it.
+async fn tap_queue(channel: &lapin::Channel) -> String {
+    let queue = unique("tap");
+    let mut arguments = lapin::types::FieldTable::default();
+    arguments.insert(
+        "x-expires".into(),
+        lapin::types::AMQPValue::LongLongInt(1_800_000),
+    );
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await
+        .unwrap();
+    queue
+}
+
+/// Every message id in `queue` and how many times it is there.
+pub(crate) async fn drain(channel: &lapin::Channel, queue: &str) -> HashMap<String, usize> {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let expected = declared.message_count() as usize;
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            unique("drain").as_str().into(),
+            lapin::options::BasicConsumeOptions::default(),
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut seen = HashMap::new();
+    for _ in 0..expected {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), next(&mut consumer))
+            .await
+            .expect("the queue drains")
+            .expect("consumer open")
+            .unwrap();
+        let id = delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        *seen.entry(id).or_default() += 1;
+        delivery
+            .ack(lapin::options::BasicAckOptions::default())
+            .await
+            .unwrap();
+    }
+    seen
+}
+
+/// The next delivery of a lapin consumer.
+pub(crate) async fn next(
+    consumer: &mut lapin::Consumer,
+) -> Option<lapin::Result<lapin::message::Delivery>> {
+    std::future::poll_fn(|cx| {
+        futures_core::Stream::poll_next(std::pin::Pin::new(&mut *consumer), cx)
+    })
+    .await
+}
+
+/// The next dead letter in `tap` whose message id is `id`, with its
+/// `x-stage7-reason` (empty without one) and its headers; other dead
+/// letters are skipped. Fails the test after 20 s.
+pub(crate) async fn dead_letter(
+    channel: &lapin::Channel,
+    tap: &str,
+    id: &str,
+) -> (String, lapin::types::FieldTable) {
+    use lapin::types::AMQPValue;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let got = channel
+                .basic_get(tap.into(), lapin::options::BasicGetOptions { no_ack: true })
+                .await
+                .unwrap();
+            let Some(got) = got else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let properties = &got.delivery.properties;
+            if properties.message_id().as_ref().map(|m| m.as_str()) != Some(id) {
+                continue;
+            }
+            let headers = properties.headers().clone().unwrap_or_default();
+            let reason = match headers
+                .inner()
+                .get(stage7_transport::amqp::topology::REASON_HEADER)
+            {
+                Some(AMQPValue::LongString(text)) => {
+                    String::from_utf8_lossy(text.as_bytes()).into_owned()
+                }
+                _ => String::new(),
+            };
+            break (reason, headers);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no dead letter for `{id}` within 20 s"))
 }

@@ -5,18 +5,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// What the proxy does with traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
     /// Forward everything.
     Pass,
-    /// Forward everything, each chunk this much later.
+    /// Forward everything, each chunk this much after it was read: a slow
+    /// link, not a narrow one.
     Delay(Duration),
-    /// Keep connections open but forward nothing.
+    /// A silent partition: keep connections open, new ones too, but forward
+    /// nothing, not even a close from the other side.
     BlackHole,
     /// Stop listening: new connections are refused.
     Refuse,
@@ -129,33 +133,57 @@ async fn accept_loop(
             let _ = server.set_nodelay(true);
             let (client_read, client_write) = client.into_split();
             let (server_read, server_write) = server.into_split();
+            let mut black_hole = mode.clone();
             tokio::select! {
-                () = pump(client_read, server_write, mode.clone()) => {}
-                () = pump(server_read, client_write, mode) => {}
+                _ = pump(client_read, server_write, mode.clone()) => {}
+                client_write = pump(server_read, client_write, mode) => {
+                    // A black hole forwards no close either: the client keeps
+                    // a silent connection until the partition ends.
+                    let _ = black_hole.wait_for(|mode| *mode != Mode::BlackHole).await;
+                    drop(client_write);
+                }
             }
         });
     }
 }
 
+/// Forwards `from` to `to` as the mode says, chunk by chunk, until `from`
+/// ends or `to` fails; returns `to`, still open. A delay holds each chunk
+/// back from the moment it was read, so the link is slow but not narrow.
 async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
     mode: watch::Receiver<Mode>,
-) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        let current = *mode.borrow();
-        match current {
-            Mode::Pass | Mode::Refuse => {}
-            Mode::Delay(delay) => tokio::time::sleep(delay).await,
-            Mode::BlackHole => continue,
+) -> OwnedWriteHalf {
+    let (chunks, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let read = async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        while let Ok(n @ 1..) = from.read(&mut buffer).await {
+            let at = match *mode.borrow() {
+                Mode::Pass | Mode::Refuse => Instant::now(),
+                Mode::Delay(delay) => Instant::now() + delay,
+                Mode::BlackHole => continue,
+            };
+            if chunks.send((at, buffer[..n].to_vec())).is_err() {
+                break;
+            }
         }
-        if to.write_all(&buffer[..n]).await.is_err() {
-            return;
+        drop(chunks);
+        std::future::pending::<()>().await;
+    };
+    // Ends once everything read is written and the reader has ended, or
+    // when writing fails.
+    let write = async {
+        while let Some((at, chunk)) = due.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                return;
+            }
         }
+    };
+    tokio::select! {
+        () = read => {}
+        () = write => {}
     }
+    to
 }
