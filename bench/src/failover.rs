@@ -14,6 +14,11 @@
 //!   being back (connection closed: at once; `start_app`: once it has
 //!   started) to the first call served over AMQP again. Every failed call is
 //!   counted and reported; the goal is none.
+//!
+//! The faults go through `rabbitmqctl`, which acts on the node
+//! `RABBITMQ_NODENAME` names (the local default node without it): point it
+//! and `RABBITMQ_URL` at a private node to leave a shared broker alone.
+//! `scripts/check-failover` runs this scenario and checks its bounds.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -29,13 +34,17 @@ use super::broker::{echo_entity, name, url};
 /// Forced-close trials per run.
 const TRIALS: usize = 20;
 
-/// Runs the local broker's `rabbitmqctl` with `args`; returns its output.
+/// Runs `rabbitmqctl` with `args` on the node `RABBITMQ_NODENAME` names;
+/// returns its output.
 fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
     let output = Command::new("rabbitmqctl")
         .args(args)
         .output()
         .map_err(|e| {
-            format!("cannot run rabbitmqctl (the failover bench needs the local broker's CLI): {e}")
+            format!(
+                "cannot run rabbitmqctl (the failover bench needs the broker's CLI, acting on the \
+                 node RABBITMQ_NODENAME names): {e}"
+            )
         })?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
@@ -59,7 +68,12 @@ fn close_connection(connection_name: &str) -> Result<(), String> {
                 .filter(|(_, props)| props.contains(&wanted))
         })
         .map(|(pid, _)| pid.to_owned())
-        .ok_or_else(|| format!("no broker connection named {connection_name}"))?;
+        .ok_or_else(|| {
+            format!(
+                "no broker connection named {connection_name} (is RABBITMQ_NODENAME the node \
+                 RABBITMQ_URL reaches?)"
+            )
+        })?;
     rabbitmqctl(&["close_connection", &pid, "failover bench"]).map(drop)
 }
 

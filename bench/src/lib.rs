@@ -34,8 +34,9 @@ pub enum Scenario {
     /// and responder against our stack and consumer (needs node and
     /// `npm ci --prefix tests/interop`).
     AmqpNode,
-    /// Time without service after the connection is killed (needs the
-    /// local broker's `rabbitmqctl`).
+    /// Time without service after the connection is killed (needs
+    /// `rabbitmqctl` for the broker's node: `RABBITMQ_NODENAME`, default the
+    /// local node).
     Failover,
     /// Sync calls over HTTP on 127.0.0.1: bare hyper against our transport
     /// and endpoint, and the full stack over them.
