@@ -13,9 +13,21 @@
 //! | `STAGE7_HTTP_TOKEN` | bearer token for HTTP calls and the endpoint | none |
 //! | `STAGE7_HTTP_LISTEN` | where an entity's HTTP endpoint listens, `host:port` | `127.0.0.1:0` |
 //! | `STAGE7_HTTP_ADVERTISE` | the base URL peers reach that endpoint at | from the listen address |
+//! | `STAGE7_HTTP_TOKENS` | more tokens the endpoint accepts, comma-separated (rotation) | none |
+//! | `STAGE7_HTTP_TOKEN_HOSTS` | more hosts the token may go to, comma-separated `host` or `host:port` | none |
+//! | `STAGE7_ALLOW_PLAINTEXT_TOKEN` | `1`: send the token over plain `http://` to other hosts than loopback | `0` |
+//! | `STAGE7_TLS_CA_FILE` | PEM file of CA certificates trusted besides the system's, for `amqps://` and `https://` | none |
+//! | `STAGE7_TLS_CERT_FILE` / `_KEY_FILE` | PEM certificate chain and private key: the endpoint serves `https://` | none |
 //! | `STAGE7_DEADLINE_MS` | overall budget of a call | 30000 |
 //! | `STAGE7_ATTEMPT_TIMEOUT_MS` | timeout of one attempt | 10000 |
 //! | `STAGE7_MAX_MESSAGE_BYTES` | largest encoded message | 1048576 |
+//!
+//! The bearer token goes only to the hosts of the configuration — those of
+//! the `{NAME}_URL` routes, `POSTOFFICE_URL` and `STAGE7_HTTP_TOKEN_HOSTS`
+//! — and only over `https://` or to loopback, unless
+//! `STAGE7_ALLOW_PLAINTEXT_TOKEN=1`; see
+//! [`HttpTransportBuilder::token`](crate::http::HttpTransportBuilder::token).
+//! A URL the PostOffice returns for another host is called without it.
 //!
 //! ```
 //! use stage7_transport::Config;
@@ -37,7 +49,8 @@ use std::time::Duration;
 use crate::defaults;
 use crate::error::{Error, Result};
 use crate::secret::Secret;
-use crate::url::{parse_base, percent_encode, redact_url};
+use crate::tls::{CaBundle, TlsIdentity};
+use crate::url::{HostPattern, parse_base, percent_encode, redact_url};
 
 const KNOWN_URLS: &[&str] = &["RABBITMQ_URL", "POSTOFFICE_URL"];
 
@@ -60,6 +73,20 @@ pub struct Config {
     /// builder says; see
     /// [`EntityBuilder::advertise`](crate::EntityBuilder::advertise).
     pub http_advertise: Option<String>,
+    /// More tokens the HTTP endpoint accepts besides
+    /// [`http_token`](Self::http_token): the old or new ones while rotating.
+    pub http_accepted_tokens: Vec<Secret>,
+    /// Hosts (`host` or `host:port`) the token may go to besides those of
+    /// the routes and the PostOffice.
+    pub http_token_hosts: Vec<String>,
+    /// Whether the token may cross plain `http://` to a host that is not
+    /// loopback.
+    pub allow_plaintext_token: bool,
+    /// CA certificates trusted besides the system's, for `amqps://` and
+    /// `https://`.
+    pub tls_ca: Option<CaBundle>,
+    /// The certificate and key the HTTP endpoint serves `https://` with.
+    pub tls_identity: Option<TlsIdentity>,
     /// Overall budget of a call.
     pub deadline: Duration,
     /// Timeout of one attempt.
@@ -77,6 +104,11 @@ impl Default for Config {
             http_token: None,
             http_listen: None,
             http_advertise: None,
+            http_accepted_tokens: Vec::new(),
+            http_token_hosts: Vec::new(),
+            allow_plaintext_token: false,
+            tls_ca: None,
+            tls_identity: None,
             deadline: defaults::CALL_DEADLINE,
             attempt_timeout: defaults::ATTEMPT_TIMEOUT,
             max_message_size: defaults::MAX_MESSAGE_SIZE,
@@ -187,9 +219,12 @@ impl Config {
                 )
             }
         });
-        if !rabbitmq_url.expose().starts_with("amqp://") {
+        if !["amqp://", "amqps://"]
+            .iter()
+            .any(|scheme| rabbitmq_url.expose().starts_with(scheme))
+        {
             return Err(Error::config(format!(
-                "RABBITMQ_URL must start with amqp:// (amqps:// is not supported by this build), got {}",
+                "RABBITMQ_URL must start with amqp:// or amqps://, got {}",
                 redact_url(rabbitmq_url.expose())
             )));
         }
@@ -215,7 +250,7 @@ impl Config {
                 if candidate && !route {
                     tracing::debug!(
                         variable = name.as_str(),
-                        "not an HTTP route: needs http://host[:port] without credentials"
+                        "not an HTTP route: needs http[s]://host[:port] without credentials"
                     );
                 }
                 route.then(|| {
@@ -235,6 +270,42 @@ impl Config {
             http_advertise: get("STAGE7_HTTP_ADVERTISE")
                 .map(advertised_url)
                 .transpose()?,
+            http_accepted_tokens: list(get("STAGE7_HTTP_TOKENS")).map(Secret::new).collect(),
+            http_token_hosts: list(get("STAGE7_HTTP_TOKEN_HOSTS"))
+                .map(|host| {
+                    HostPattern::parse(host)
+                        .map(|_| host.to_owned())
+                        .map_err(|e| {
+                            Error::config(format!("STAGE7_HTTP_TOKEN_HOSTS: {}", e.detail()))
+                        })
+                })
+                .collect::<Result<_>>()?,
+            allow_plaintext_token: flag(
+                get("STAGE7_ALLOW_PLAINTEXT_TOKEN"),
+                "STAGE7_ALLOW_PLAINTEXT_TOKEN",
+            )?,
+            tls_ca: get("STAGE7_TLS_CA_FILE")
+                .map(|path| {
+                    CaBundle::from_file(path)
+                        .map_err(|e| Error::config(format!("STAGE7_TLS_CA_FILE: {}", e.detail())))
+                })
+                .transpose()?,
+            tls_identity: match (get("STAGE7_TLS_CERT_FILE"), get("STAGE7_TLS_KEY_FILE")) {
+                (Some(cert), Some(key)) => {
+                    Some(TlsIdentity::from_files(cert, key).map_err(|e| {
+                        Error::config(format!(
+                            "STAGE7_TLS_CERT_FILE / STAGE7_TLS_KEY_FILE: {}",
+                            e.detail()
+                        ))
+                    })?)
+                }
+                (None, None) => None,
+                _ => {
+                    return Err(Error::config(
+                        "STAGE7_TLS_CERT_FILE and STAGE7_TLS_KEY_FILE go together: set both or neither",
+                    ));
+                }
+            },
             deadline: millis("STAGE7_DEADLINE_MS", defaults.deadline)?,
             attempt_timeout: millis("STAGE7_ATTEMPT_TIMEOUT_MS", defaults.attempt_timeout)?,
             max_message_size,
@@ -251,6 +322,26 @@ fn listen_address(value: &str) -> Result<String> {
         }
         _ => Err(Error::config(format!(
             "STAGE7_HTTP_LISTEN must be host:port (e.g. 0.0.0.0:5070), got `{value}`"
+        ))),
+    }
+}
+
+/// The non-empty items of a comma-separated list.
+fn list(value: Option<&str>) -> impl Iterator<Item = &str> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
+/// `1`/`true`/`yes` or `0`/`false`/`no`; unset is false.
+fn flag(value: Option<&str>, name: &str) -> Result<bool> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("0" | "false" | "no") => Ok(false),
+        Some("1" | "true" | "yes") => Ok(true),
+        Some(other) => Err(Error::config(format!(
+            "{name} must be 1 or 0 (true/false, yes/no), got `{other}`"
         ))),
     }
 }
@@ -302,6 +393,11 @@ impl fmt::Debug for Config {
                 "http_advertise",
                 &self.http_advertise.as_deref().map(redact_url),
             )
+            .field("http_accepted_tokens", &self.http_accepted_tokens)
+            .field("http_token_hosts", &self.http_token_hosts)
+            .field("allow_plaintext_token", &self.allow_plaintext_token)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_identity", &self.tls_identity.is_some())
             .field("deadline", &self.deadline)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("max_message_size", &self.max_message_size)
@@ -440,20 +536,75 @@ mod tests {
         let config = Config::from_vars([
             ("BRAIN_URL", "http://brain:5070"),
             ("GITHUB_SERVER_URL", "https://github.com"),
+            ("FTP_URL", "ftp://files"),
             ("DATABASE_URL", "postgres://u:p@db/x"),
             ("SECRET_URL", "http://user:pw@host"),
             ("QUERY_URL", "http://host/?q=1"),
             ("SPACE_URL", "http://a b"),
         ])
         .unwrap();
-        assert_eq!(config.http_routes.len(), 1);
+        assert_eq!(config.http_routes.len(), 2);
         assert_eq!(config.http_routes["brain"], "http://brain:5070");
+        assert_eq!(config.http_routes["github_server"], "https://github.com");
         for url in config.http_routes.values() {
             parse_base(url).expect("every route the config keeps is a valid base");
         }
-        let error = Config::from_vars([("RABBITMQ_URL", "amqps://h")]).unwrap_err();
+        let config = Config::from_vars([("RABBITMQ_URL", "amqps://h")]).unwrap();
+        assert_eq!(config.rabbitmq_url.expose(), "amqps://h");
+        let error = Config::from_vars([("RABBITMQ_URL", "ftp://h")]).unwrap_err();
+        assert!(error.to_string().contains("amqp:// or amqps://"), "{error}");
+    }
+
+    #[test]
+    fn token_settings() {
+        let config = Config::from_vars([
+            ("STAGE7_HTTP_TOKENS", " old-1 ,, new-2 "),
+            ("STAGE7_HTTP_TOKEN_HOSTS", "brain, librarian:5040 ,[::1]:80"),
+            ("STAGE7_ALLOW_PLAINTEXT_TOKEN", "1"),
+        ])
+        .unwrap();
+        let accepted: Vec<_> = config
+            .http_accepted_tokens
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(accepted, ["old-1", "new-2"]);
+        assert_eq!(
+            config.http_token_hosts,
+            ["brain", "librarian:5040", "[::1]:80"]
+        );
+        assert!(config.allow_plaintext_token);
+        let shown = format!("{config:?}");
         assert!(
-            error.to_string().contains("amqps:// is not supported"),
+            !shown.contains("old-1") && !shown.contains("new-2"),
+            "{shown}"
+        );
+        assert!(!Config::default().allow_plaintext_token);
+        for (name, value) in [
+            ("STAGE7_ALLOW_PLAINTEXT_TOKEN", "maybe"),
+            ("STAGE7_HTTP_TOKEN_HOSTS", "http://brain"),
+            ("STAGE7_HTTP_TOKEN_HOSTS", "brain:port"),
+        ] {
+            let error = Config::from_vars([(name, value)]).unwrap_err();
+            assert!(error.is_config());
+            assert!(error.to_string().contains(name), "{error}");
+        }
+    }
+
+    #[test]
+    fn tls_files_are_read_and_checked() {
+        let error = Config::from_vars([("STAGE7_TLS_CA_FILE", "/nonexistent/ca.pem")]).unwrap_err();
+        assert!(error.to_string().contains("STAGE7_TLS_CA_FILE"), "{error}");
+        assert!(error.to_string().contains("/nonexistent/ca.pem"), "{error}");
+        let error = Config::from_vars([("STAGE7_TLS_CERT_FILE", "/x/cert.pem")]).unwrap_err();
+        assert!(error.to_string().contains("set both or neither"), "{error}");
+        let error = Config::from_vars([
+            ("STAGE7_TLS_CERT_FILE", "/nonexistent/cert.pem"),
+            ("STAGE7_TLS_KEY_FILE", "/nonexistent/key.pem"),
+        ])
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/cert.pem"),
             "{error}"
         );
     }

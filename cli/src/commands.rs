@@ -87,11 +87,13 @@ async fn wait_for_signal() {
 }
 
 async fn client(config: &Config) -> Result<StandardStack, String> {
-    let amqp = AmqpTransport::builder(config.rabbitmq_url.expose())
+    let mut amqp = AmqpTransport::builder(config.rabbitmq_url.expose())
         .connection_name(format!("stage7-cli pid {}", std::process::id()))
-        .codec(Codec::new(config.max_message_size))
-        .build()
-        .map_err(|e| e.to_string())?;
+        .codec(Codec::new(config.max_message_size));
+    if let Some(ca) = &config.tls_ca {
+        amqp = amqp.tls_ca(ca.clone());
+    }
+    let amqp = amqp.build().map_err(|e| e.to_string())?;
     let _ = tokio::time::timeout(CONNECT_WAIT, amqp.first_attempt()).await;
     StandardStack::standard(amqp, config).map_err(|e| e.to_string())
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use lapin::tcp::OwnedTLSConfig;
 use lapin::uri::AMQPUri;
 
 use super::AmqpTransport;
@@ -11,6 +12,7 @@ use crate::defaults;
 use crate::error::{Error, Result};
 use crate::message::Codec;
 use crate::secret::Secret;
+use crate::tls::CaBundle;
 use crate::url::redact_url;
 
 /// Settings shared by the transport's supervisor, publisher and consumers.
@@ -23,6 +25,8 @@ pub(crate) struct Settings {
     pub(crate) reconnect_max: Duration,
     pub(crate) window: usize,
     pub(crate) codec: Codec,
+    /// Roots trusted besides the system's, for `amqps://`.
+    pub(crate) tls: OwnedTLSConfig,
 }
 
 impl fmt::Debug for Settings {
@@ -34,6 +38,7 @@ impl fmt::Debug for Settings {
             .field("reconnect", &(self.reconnect_min, self.reconnect_max))
             .field("window", &self.window)
             .field("codec", &self.codec)
+            .field("tls_ca", &self.tls.cert_chain.is_some())
             .finish()
     }
 }
@@ -50,6 +55,7 @@ pub struct AmqpTransportBuilder {
     reconnect_max: Duration,
     window: usize,
     codec: Codec,
+    tls_ca: Option<CaBundle>,
 }
 
 impl AmqpTransportBuilder {
@@ -63,6 +69,7 @@ impl AmqpTransportBuilder {
             reconnect_max: defaults::AMQP_RECONNECT_MAX,
             window: defaults::AMQP_WINDOW,
             codec: Codec::default(),
+            tls_ca: None,
         }
     }
 
@@ -110,6 +117,14 @@ impl AmqpTransportBuilder {
         self
     }
 
+    /// For an `amqps://` URL, CA certificates trusted besides the system's
+    /// roots: a broker whose certificate a private CA signed. Default: the
+    /// system's roots only. See [`tls`](crate::tls).
+    pub fn tls_ca(mut self, ca: CaBundle) -> Self {
+        self.tls_ca = Some(ca);
+        self
+    }
+
     /// Checks the settings and starts the transport: its connection is made
     /// in the background, so this returns at once even if no broker answers.
     ///
@@ -131,11 +146,6 @@ impl AmqpTransportBuilder {
             .expose()
             .parse()
             .map_err(|e| Error::config(format!("invalid RabbitMQ URL {redacted}: {e}")))?;
-        if uri.scheme == lapin::uri::AMQPScheme::AMQPS {
-            return Err(Error::config(format!(
-                "{redacted}: amqps:// needs TLS, which this build does not include"
-            )));
-        }
         if self.window == 0 {
             return Err(Error::config(
                 "the AMQP window must allow at least one call",
@@ -162,6 +172,10 @@ impl AmqpTransportBuilder {
             reconnect_max: self.reconnect_max,
             window: self.window,
             codec: self.codec,
+            tls: OwnedTLSConfig {
+                identity: None,
+                cert_chain: self.tls_ca.as_ref().map(|ca| ca.pem().to_owned()),
+            },
         })
     }
 }
@@ -175,6 +189,7 @@ impl fmt::Debug for AmqpTransportBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("reconnect", &(self.reconnect_min, self.reconnect_max))
             .field("window", &self.window)
+            .field("tls_ca", &self.tls_ca)
             .finish_non_exhaustive()
     }
 }

@@ -222,12 +222,12 @@ impl AmqpTransport {
             )
             .with_route(Route::Amqp);
         }
-        let why = self
+        let (kind, why) = self
             .owner
             .last_failure()
-            .unwrap_or_else(|| "still connecting".to_owned());
+            .unwrap_or_else(|| (ErrorKind::Unavailable, "still connecting".to_owned()));
         Error::new(
-            ErrorKind::Unavailable,
+            kind,
             ErrorClass::NotDelivered,
             format!("not connected to RabbitMQ ({why})"),
         )

@@ -15,6 +15,8 @@ use super::builder::Settings;
 use super::publisher::{Drain, drain};
 use super::rpc::Rpc;
 use super::topology::declare_exchanges;
+use crate::error::ErrorKind;
+use crate::tls::tls_cause;
 
 /// One connection's worth of channels. Replaced, never repaired: a lost
 /// connection takes its link with it, and the next connection gets a new
@@ -51,8 +53,10 @@ pub(crate) struct Shared {
     pub(crate) closing: watch::Sender<bool>,
     /// Rung by anyone who sees the link's own channels fail.
     pub(crate) broken: Notify,
-    /// Why the last connection attempt failed, for "not connected" errors.
-    pub(crate) last_failure: Mutex<Option<String>>,
+    /// Why the last connection attempt failed, for "not connected" errors:
+    /// [`Tls`](ErrorKind::Tls) when the handshake failed,
+    /// [`Unavailable`](ErrorKind::Unavailable) otherwise.
+    pub(crate) last_failure: Mutex<Option<(ErrorKind, String)>>,
     /// Connection attempts that ended, connected or not.
     pub(crate) attempts: watch::Sender<u64>,
 }
@@ -76,14 +80,14 @@ impl Shared {
         self.link.borrow().clone()
     }
 
-    pub(crate) fn last_failure(&self) -> Option<String> {
+    pub(crate) fn last_failure(&self) -> Option<(ErrorKind, String)> {
         self.last_failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
-    fn set_last_failure(&self, failure: Option<String>) {
+    fn set_last_failure(&self, failure: Option<(ErrorKind, String)>) {
         *self
             .last_failure
             .lock()
@@ -143,7 +147,10 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
                     "lost the RabbitMQ connection; reconnecting"
                 );
                 let _ = link.connection.close(320, "reconnecting".into()).await;
-                shared.set_last_failure(Some(format!("connection lost: {reason}")));
+                shared.set_last_failure(Some((
+                    ErrorKind::Unavailable,
+                    format!("connection lost: {reason}"),
+                )));
                 // A connection that served a while is replaced at once; one
                 // that dropped right after opening waits its turn, so a
                 // broker that keeps closing us is not hammered.
@@ -151,16 +158,31 @@ pub(crate) async fn supervise(shared: Arc<Shared>) {
                     backoff = schedule.build();
                     continue;
                 }
-                format!(
-                    "connection lost {} ms after opening: {reason}",
-                    connected_at.elapsed().as_millis()
+                (
+                    ErrorKind::Unavailable,
+                    format!(
+                        "connection lost {} ms after opening: {reason}",
+                        connected_at.elapsed().as_millis()
+                    ),
                 )
             }
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => format!("no connection within {:?}", settings.connect_timeout * 2),
+            Ok(Err(error)) => match tls_cause(&error) {
+                Some(tls) => (
+                    ErrorKind::Tls,
+                    format!(
+                        "TLS handshake with the broker failed: {tls} (is the broker's certificate \
+                         signed by a CA the system or STAGE7_TLS_CA_FILE trusts, for its host name?)"
+                    ),
+                ),
+                None => (ErrorKind::Unavailable, error.to_string()),
+            },
+            Err(_) => (
+                ErrorKind::Unavailable,
+                format!("no connection within {:?}", settings.connect_timeout * 2),
+            ),
         };
         let wait = backoff.next().unwrap_or(settings.reconnect_max);
-        tracing::warn!(connection, url = settings.redacted, %failure, ?wait, "cannot connect to RabbitMQ");
+        tracing::warn!(connection, url = settings.redacted, failure = %failure.1, ?wait, "cannot connect to RabbitMQ");
         shared.set_last_failure(Some(failure));
         shared.attempts.send_modify(|attempts| *attempts += 1);
         pause(&mut closing, wait).await;
@@ -175,7 +197,13 @@ type Events = Pin<Box<dyn Stream<Item = Event> + Send>>;
 async fn connect(settings: &Settings, generation: u64) -> lapin::Result<(Link, Events)> {
     let properties = ConnectionProperties::default()
         .with_connection_name(settings.connection_name.as_str().into());
-    let connection = Connection::connect_uri(settings.uri.clone(), properties).await?;
+    let connection = Connection::connect_uri_with_config(
+        settings.uri.clone(),
+        properties,
+        settings.tls.clone(),
+        lapin::runtime::default_runtime()?,
+    )
+    .await?;
     let events: Events = Box::pin(connection.events_listener());
     match open_channels(&connection, generation).await {
         Ok((publisher, rpc)) => Ok((

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
-/// `http://{address}`, with a wildcard address (`0.0.0.0`, `[::]`) replaced
+/// `{scheme}://{address}`, with a wildcard address (`0.0.0.0`, `[::]`) replaced
 /// by the host's primary address: a peer on another host cannot connect to
 /// a wildcard, and a peer on this one would reach only itself.
 ///
@@ -11,9 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 /// it at. A host with several networks whose peers are not on the default
 /// route's should say which address to use (`STAGE7_HTTP_ADVERTISE`).
 /// Without any route, loopback is advertised, with a warning.
-pub(super) fn advertised_url(listening: SocketAddr) -> String {
+pub(super) fn advertised_url(scheme: &str, listening: SocketAddr) -> String {
     if !listening.ip().is_unspecified() {
-        return format!("http://{listening}");
+        return format!("{scheme}://{listening}");
     }
     let primary = match listening.ip() {
         // A `[::]` socket usually takes IPv4 too: either family serves.
@@ -32,7 +32,7 @@ pub(super) fn advertised_url(listening: SocketAddr) -> String {
         );
         loopback
     });
-    format!("http://{}", SocketAddr::new(ip, listening.port()))
+    format!("{scheme}://{}", SocketAddr::new(ip, listening.port()))
 }
 
 /// The local address the routing table picks to reach beyond this host.
@@ -64,15 +64,15 @@ mod tests {
     #[test]
     fn a_specific_address_is_advertised_as_it_is() {
         let listening: SocketAddr = "127.0.0.1:5070".parse().unwrap();
-        assert_eq!(advertised_url(listening), "http://127.0.0.1:5070");
+        assert_eq!(advertised_url("http", listening), "http://127.0.0.1:5070");
         let listening: SocketAddr = "[fd00::2]:5070".parse().unwrap();
-        assert_eq!(advertised_url(listening), "http://[fd00::2]:5070");
+        assert_eq!(advertised_url("http", listening), "http://[fd00::2]:5070");
     }
 
     #[test]
     fn a_wildcard_is_never_advertised() {
         for listening in ["0.0.0.0:5070", "[::]:5070"] {
-            let url = advertised_url(listening.parse().unwrap());
+            let url = advertised_url("http", listening.parse().unwrap());
             let uri: http::Uri = url.parse().unwrap();
             let host = uri.host().unwrap().trim_matches(['[', ']']);
             let ip: IpAddr = host.parse().unwrap();

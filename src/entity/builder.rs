@@ -17,6 +17,7 @@ use crate::layer::retry::{RetryPolicy, RetryPolicyBuilder};
 use crate::message::Codec;
 use crate::route::Route;
 use crate::stack::{BranchBuilder, standard_stack};
+use crate::tls::TlsIdentity;
 use crate::url::parse_base;
 
 /// How long [`EntityBuilder::start`] waits for a broker that answers to
@@ -42,6 +43,7 @@ pub struct EntityBuilder {
     http_branch: BranchBuilder,
     retry: RetryPolicyBuilder,
     grace: Duration,
+    tls: Option<TlsIdentity>,
 }
 
 impl EntityBuilder {
@@ -64,6 +66,7 @@ impl EntityBuilder {
             http_branch: BranchBuilder::new(Route::Http),
             retry: RetryPolicy::builder(),
             grace: defaults::SHUTDOWN_GRACE,
+            tls: None,
         }
     }
 
@@ -84,14 +87,14 @@ impl EntityBuilder {
 
     /// The base URL peers use to reach the endpoint — registered with the
     /// PostOffice, and used by the entity's own calls to itself over HTTP,
-    /// ahead of the configuration's routes and the PostOffice (an
-    /// `https://` URL, which our HTTP client does not speak, leaves them to
-    /// AMQP). Wins over [`Config::http_advertise`]
+    /// ahead of the configuration's routes and the PostOffice. Wins over
+    /// [`Config::http_advertise`]
     /// (`STAGE7_HTTP_ADVERTISE`). Set it when peers reach this host by
     /// another name or address than it listens on (NAT, a service name,
     /// several networks).
     ///
-    /// Default: `http://{listen address}`, with a wildcard listen address
+    /// Default: `http://{listen address}` (`https://` when the endpoint
+    /// serves TLS), with a wildcard listen address
     /// (`0.0.0.0`, `[::]`) replaced by the host's primary address — the one
     /// it sends from on its default route, which in a container or a pod is
     /// the address its peers reach it at; never the wildcard, which no peer
@@ -195,6 +198,15 @@ impl EntityBuilder {
         self
     }
 
+    /// Serves the HTTP endpoint over `https://` with `identity`'s
+    /// certificate and key. Default: [`Config::tls_identity`]
+    /// (`STAGE7_TLS_CERT_FILE`, `STAGE7_TLS_KEY_FILE`), else plain
+    /// `http://`.
+    pub fn tls(mut self, identity: TlsIdentity) -> Self {
+        self.tls = Some(identity);
+        self
+    }
+
     /// How long [`Entity::shutdown`] lets running handlers finish. Default
     /// [`SHUTDOWN_GRACE`](crate::defaults::SHUTDOWN_GRACE).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
@@ -235,8 +247,13 @@ impl EntityBuilder {
         let mut server = HttpServer::builder()
             .dedup(dedup.clone())
             .max_body_size(config.max_message_size);
-        if let Some(token) = &config.http_token {
+        for token in config.http_token.iter().chain(&config.http_accepted_tokens) {
             server = server.token(token.clone());
+        }
+        let tls = self.tls.or_else(|| config.tls_identity.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        if let Some(identity) = tls {
+            server = server.tls(identity);
         }
         let listen = self
             .listen
@@ -246,12 +263,15 @@ impl EntityBuilder {
         let url = self
             .advertise
             .or_else(|| config.http_advertise.clone())
-            .unwrap_or_else(|| advertised_url(server.local_addr()));
+            .unwrap_or_else(|| advertised_url(scheme, server.local_addr()));
 
-        let amqp = AmqpTransport::builder(config.rabbitmq_url.expose())
+        let mut amqp = AmqpTransport::builder(config.rabbitmq_url.expose())
             .connection_name(format!("{}:{id}", self.component_type))
-            .codec(Codec::new(config.max_message_size))
-            .build()?;
+            .codec(Codec::new(config.max_message_size));
+        if let Some(ca) = &config.tls_ca {
+            amqp = amqp.tls_ca(ca.clone());
+        }
+        let amqp = amqp.build()?;
         let mut routes = self.routes;
         match parse_base(&url) {
             // After the caller's own routes: the entity reaches itself over
@@ -277,9 +297,13 @@ impl EntityBuilder {
         )?;
         let registration = match (&config.postoffice_url, self.register) {
             (Some(postoffice), true) => {
-                let mut client = PostOfficeClient::builder(postoffice);
+                let mut client = PostOfficeClient::builder(postoffice)
+                    .allow_plaintext_token(config.allow_plaintext_token);
                 if let Some(token) = &config.http_token {
                     client = client.token(token.clone());
+                }
+                if let Some(ca) = &config.tls_ca {
+                    client = client.tls_ca(ca.clone());
                 }
                 let client = client
                     .build()

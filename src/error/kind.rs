@@ -62,6 +62,10 @@ error_kinds! {
     InvalidMessage => "invalid_message",
     /// Missing or wrong credentials.
     Unauthorized => "unauthorized",
+    /// The TLS handshake failed: the peer's certificate is not trusted
+    /// (another CA, a name it does not cover, expired) or the peer does not
+    /// speak TLS. Nothing was sent.
+    Tls => "tls",
     /// The encoded message exceeds the configured size limit.
     TooLarge => "too_large",
     /// The peer answered in a way the protocol does not allow (unexpected
@@ -82,6 +86,7 @@ impl ErrorKind {
             | Self::NoRoute
             | Self::Overloaded
             | Self::CircuitOpen
+            | Self::Tls
             | Self::Closed => ErrorClass::NotDelivered,
             Self::Timeout | Self::ConnectionLost => ErrorClass::UnknownOutcome,
             Self::Handler

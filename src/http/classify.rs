@@ -27,6 +27,7 @@ use http::{StatusCode, Uri};
 use crate::error::{Error, ErrorBody, ErrorClass, ErrorKind, Result};
 use crate::message::Codec;
 use crate::route::Route;
+use crate::tls::tls_cause;
 use crate::transport::Delivery;
 
 /// Longest piece of a non-JSON error body quoted in an error.
@@ -40,6 +41,13 @@ pub(crate) fn send_error(error: hyper_util::client::legacy::Error, base: &Uri) -
             .source()
             .and_then(|source| source.downcast_ref::<hyper::Error>())
             .is_some_and(hyper::Error::is_canceled);
+    if let Some(tls) = tls_cause(&error).filter(|_| unsent) {
+        let detail = format!(
+            "request not sent: the TLS handshake with {base} failed: {tls} (is its certificate \
+             signed by a CA the system or STAGE7_TLS_CA_FILE trusts, for this host name?)"
+        );
+        return Error::new(ErrorKind::Tls, ErrorClass::NotDelivered, detail).with_source(error);
+    }
     let (kind, class, what) = if unsent {
         (
             ErrorKind::Unavailable,

@@ -37,12 +37,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::{Deserialize, Serialize};
 
 use super::classify::causes;
-use super::client::{Client, bearer, new_client};
+use super::client::{Bearer, Client, Withheld, new_client};
 use crate::defaults;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
 use crate::message::APPLICATION_JSON;
 use crate::secret::Secret;
-use crate::url::{join, parse_base, percent_encode, redact_url};
+use crate::tls::{CaBundle, tls_cause};
+use crate::url::{HostPattern, join, parse_base, percent_encode, redact_url};
 
 /// Largest registry answer read: 64 KiB.
 const MAX_ANSWER_BODY: usize = 64 * 1024;
@@ -93,7 +94,7 @@ struct Components {
 pub struct PostOfficeClient {
     base: Uri,
     client: Client,
-    authorization: Option<HeaderValue>,
+    bearer: Option<Bearer>,
     timeout: Duration,
 }
 
@@ -103,6 +104,8 @@ impl PostOfficeClient {
         PostOfficeClientBuilder {
             url: url.into(),
             token: None,
+            allow_plaintext_token: false,
+            tls_ca: None,
             timeout: defaults::LOOKUP_TIMEOUT,
         }
     }
@@ -137,7 +140,8 @@ impl PostOfficeClient {
     ///
     /// Class [`NotDelivered`](ErrorClass::NotDelivered) — no message was
     /// sent — kind [`Unavailable`](ErrorKind::Unavailable) when the
-    /// PostOffice cannot be reached, is slow, or answers another status, and
+    /// PostOffice cannot be reached, is slow, or answers another status,
+    /// [`Tls`](ErrorKind::Tls) when its certificate is not trusted, and
     /// [`Protocol`](ErrorKind::Protocol) when its answer is not a component
     /// list.
     pub async fn lookup(&self, field: &str, value: &str) -> Result<Vec<Component>> {
@@ -145,13 +149,13 @@ impl PostOfficeClient {
         let action = format!("resolve `{value}`");
         let target = join(&self.base, &path)
             .map_err(|e| self.unavailable(&action, format!("bad lookup URL: {}", e.detail())))?;
-        let request = self.request(Method::GET, target, Bytes::new())?;
+        let (request, withheld) = self.request(Method::GET, target, Bytes::new());
         let (status, body) = self.exchange(request, &action).await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(Vec::new());
         }
         if status != StatusCode::OK {
-            return Err(self.unavailable(&action, format!("it answered {status}")));
+            return Err(self.unavailable(&action, self.refusal(status, withheld)));
         }
         let answer: Components = serde_json::from_slice(&body).map_err(|e| {
             Error::new(
@@ -174,13 +178,16 @@ impl PostOfficeClient {
         let body = serde_json::to_vec(component)
             .map_err(|e| Error::invalid(format!("component cannot be encoded: {e}")))?;
         let target = join(&self.base, "/registerComponent")?;
-        let request = self.request(Method::POST, target, Bytes::from(body))?;
+        let (request, withheld) = self.request(Method::POST, target, Bytes::from(body));
         let action = format!("register `{}`", component.id);
         let (status, _) = self.exchange(request, &action).await?;
         if status.is_success() {
             Ok(())
         } else {
-            Err(Error::rejected(format!("the PostOffice answered {status}")))
+            Err(Error::rejected(format!(
+                "the PostOffice {}",
+                self.refusal(status, withheld)
+            )))
         }
     }
 
@@ -213,17 +220,40 @@ impl PostOfficeClient {
         }
     }
 
-    fn request(&self, method: Method, target: Uri, body: Bytes) -> Result<Request<Full<Bytes>>> {
+    /// The request, and why it goes without the token if it does.
+    fn request(
+        &self,
+        method: Method,
+        target: Uri,
+        body: Bytes,
+    ) -> (Request<Full<Bytes>>, Option<Withheld>) {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
-        *request.uri_mut() = target;
         let headers = request.headers_mut();
         headers.insert(ACCEPT, HeaderValue::from_static(APPLICATION_JSON));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON));
-        if let Some(authorization) = &self.authorization {
-            headers.insert(AUTHORIZATION, authorization.clone());
+        let mut withheld = None;
+        if let Some(bearer) = &self.bearer {
+            match bearer.header_for(&target) {
+                Ok(authorization) => {
+                    headers.insert(AUTHORIZATION, authorization.clone());
+                }
+                Err(why) => withheld = Some(why),
+            }
         }
-        Ok(request)
+        *request.uri_mut() = target;
+        (request, withheld)
+    }
+
+    /// "answered {status}", and why the token was not sent if that may be
+    /// the reason.
+    fn refusal(&self, status: StatusCode, withheld: Option<Withheld>) -> String {
+        match withheld {
+            Some(why) if status == StatusCode::UNAUTHORIZED => {
+                format!("answered {status}; {}", why.explain(&self.base))
+            }
+            _ => format!("answered {status}"),
+        }
     }
 
     /// Sends `request` and reads the answer, within the timeout; `action`
@@ -234,11 +264,14 @@ impl PostOfficeClient {
         action: &str,
     ) -> Result<(StatusCode, Bytes)> {
         let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| self.unavailable(action, causes(&e)).with_source(e))?;
+            let response = self.client.request(request).await.map_err(|e| {
+                let kind = if tls_cause(&e).is_some() {
+                    ErrorKind::Tls
+                } else {
+                    ErrorKind::Unavailable
+                };
+                self.failed(kind, action, causes(&e)).with_source(e)
+            })?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_ANSWER_BODY)
                 .collect()
@@ -259,8 +292,12 @@ impl PostOfficeClient {
     }
 
     fn unavailable(&self, action: &str, why: String) -> Error {
+        self.failed(ErrorKind::Unavailable, action, why)
+    }
+
+    fn failed(&self, kind: ErrorKind, action: &str, why: String) -> Error {
         Error::new(
-            ErrorKind::Unavailable,
+            kind,
             ErrorClass::NotDelivered,
             format!("cannot {action} at the PostOffice {}: {why}", self.base),
         )
@@ -271,7 +308,7 @@ impl fmt::Debug for PostOfficeClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostOfficeClient")
             .field("base", &self.base)
-            .field("token", &self.authorization.as_ref().map(|_| "***"))
+            .field("bearer", &self.bearer)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -282,14 +319,32 @@ impl fmt::Debug for PostOfficeClient {
 pub struct PostOfficeClientBuilder {
     url: String,
     token: Option<Secret>,
+    allow_plaintext_token: bool,
+    tls_ca: Option<CaBundle>,
     timeout: Duration,
 }
 
 impl PostOfficeClientBuilder {
-    /// Sends `Authorization: Bearer {token}` with every request. Default:
+    /// Sends `Authorization: Bearer {token}` with every request — over
+    /// `https://`, or to a PostOffice on loopback, unless
+    /// [`allow_plaintext_token`](Self::allow_plaintext_token). Default:
     /// none.
     pub fn token(mut self, token: Secret) -> Self {
         self.token = Some(token);
+        self
+    }
+
+    /// Whether the token may cross plain `http://` to a PostOffice that is
+    /// not on loopback (`STAGE7_ALLOW_PLAINTEXT_TOKEN`). Default: false.
+    pub fn allow_plaintext_token(mut self, allow: bool) -> Self {
+        self.allow_plaintext_token = allow;
+        self
+    }
+
+    /// CA certificates trusted besides the system's, for an `https://`
+    /// PostOffice. Default: none.
+    pub fn tls_ca(mut self, ca: CaBundle) -> Self {
+        self.tls_ca = Some(ca);
         self
     }
 
@@ -305,18 +360,28 @@ impl PostOfficeClientBuilder {
     /// # Errors
     ///
     /// [`Config`](crate::ErrorKind::Config) when the URL is not
-    /// `http://host[:port][/prefix]` or the token cannot be a header value.
+    /// `http[s]://host[:port][/prefix]` or the token cannot be a header
+    /// value.
     pub fn build(self) -> Result<PostOfficeClient> {
         let base = parse_base(&self.url)
             .map_err(|e| Error::config(format!("PostOffice URL: {}", e.detail())))?;
+        let bearer = self
+            .token
+            .as_ref()
+            .map(|token| {
+                let home = HostPattern::of(&base).into_iter().collect();
+                Bearer::new(token, home, self.allow_plaintext_token)
+            })
+            .transpose()?;
         Ok(PostOfficeClient {
-            base,
             client: new_client(
                 defaults::HTTP_CONNECT_TIMEOUT,
                 defaults::HTTP_POOL_IDLE_TIMEOUT,
                 IDLE_CONNECTIONS,
-            ),
-            authorization: self.token.as_ref().map(bearer).transpose()?,
+                self.tls_ca.as_ref(),
+            )?,
+            base,
+            bearer,
             timeout: self.timeout,
         })
     }
@@ -327,6 +392,8 @@ impl fmt::Debug for PostOfficeClientBuilder {
         f.debug_struct("PostOfficeClientBuilder")
             .field("url", &redact_url(&self.url))
             .field("token", &self.token)
+            .field("allow_plaintext_token", &self.allow_plaintext_token)
+            .field("tls_ca", &self.tls_ca)
             .field("timeout", &self.timeout)
             .finish()
     }

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tower::Service;
 
 use super::classify;
-use super::client::{Client, bearer, new_client};
+use super::client::{Bearer, Client, Withheld, new_client};
 use super::resolve::{Resolve, ResolverChain};
 use super::{APPLICATION_JSON, MESSAGE_PATH, X_REQUEST_ID};
 use crate::config::Config;
@@ -25,8 +25,9 @@ use crate::error::{Error, ErrorClass, ErrorKind, Result};
 use crate::message::{BROADCAST, Codec, Message};
 use crate::route::Route;
 use crate::secret::Secret;
+use crate::tls::CaBundle;
 use crate::transport::Delivery;
-use crate::url::join;
+use crate::url::{HostPattern, join};
 
 /// Sends messages as `POST {base}/message`, the base URL found by a
 /// [`Resolve`]r. See the [module docs](super) for the wire contract and how
@@ -63,7 +64,7 @@ pub struct HttpTransport {
 struct Inner {
     client: Client,
     resolver: Arc<dyn Resolve>,
-    authorization: Option<HeaderValue>,
+    bearer: Option<Bearer>,
     codec: Codec,
     request_timeout: Duration,
 }
@@ -72,6 +73,9 @@ struct Inner {
 pub struct HttpTransportBuilder {
     resolver: Arc<dyn Resolve>,
     token: Option<Secret>,
+    token_hosts: Vec<String>,
+    allow_plaintext_token: bool,
+    tls_ca: Option<CaBundle>,
     connect_timeout: Duration,
     request_timeout: Duration,
     pool_idle_timeout: Duration,
@@ -86,6 +90,9 @@ impl HttpTransport {
         HttpTransportBuilder {
             resolver: Arc::new(resolver),
             token: None,
+            token_hosts: Vec::new(),
+            allow_plaintext_token: false,
+            tls_ca: None,
             connect_timeout: defaults::HTTP_CONNECT_TIMEOUT,
             request_timeout: defaults::HTTP_REQUEST_TIMEOUT,
             pool_idle_timeout: defaults::HTTP_POOL_IDLE_TIMEOUT,
@@ -95,8 +102,9 @@ impl HttpTransport {
     }
 
     /// A transport as `config` describes it: its static routes, then its
-    /// PostOffice ([`ResolverChain::from_config`]); its bearer token; its
-    /// attempt timeout as the request timeout; its message size limit.
+    /// PostOffice ([`ResolverChain::from_config`]); its bearer token and
+    /// the rules for where it goes; its CA bundle; its attempt timeout as
+    /// the request timeout; its message size limit.
     ///
     /// # Errors
     ///
@@ -141,7 +149,7 @@ impl HttpTransport {
                     ),
                 )
             })??;
-        let request = inner.request(&base, &message, body)?;
+        let (request, withheld) = inner.request(&base, &message, body)?;
         let exchange = async {
             let response = inner.client.request(request).await.map_err(|e| {
                 if e.is_connect() {
@@ -173,11 +181,25 @@ impl HttpTransport {
             message.requires_sync(),
             &inner.codec,
         )
+        .map_err(|error| match withheld {
+            Some(why) if error.kind() == ErrorKind::Unauthorized => Error::new(
+                error.kind(),
+                error.class(),
+                format!("{}; {}", error.detail(), why.explain(&base)),
+            ),
+            _ => error,
+        })
     }
 }
 
 impl Inner {
-    fn request(&self, base: &Uri, message: &Message, body: Bytes) -> Result<Request<Full<Bytes>>> {
+    /// The request, and why it goes without the token if it does.
+    fn request(
+        &self,
+        base: &Uri,
+        message: &Message,
+        body: Bytes,
+    ) -> Result<(Request<Full<Bytes>>, Option<Withheld>)> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = message_uri(base)?;
@@ -187,10 +209,19 @@ impl Inner {
         if let Ok(id) = HeaderValue::from_str(message.id()) {
             headers.insert(HeaderName::from_static(X_REQUEST_ID), id);
         }
-        if let Some(authorization) = &self.authorization {
-            headers.insert(AUTHORIZATION, authorization.clone());
+        let mut withheld = None;
+        if let Some(bearer) = &self.bearer {
+            match bearer.header_for(base) {
+                Ok(authorization) => {
+                    headers.insert(AUTHORIZATION, authorization.clone());
+                }
+                Err(why) => {
+                    tracing::debug!(base = %base, reason = why.explain(base), "http transport: token withheld");
+                    withheld = Some(why);
+                }
+            }
         }
-        Ok(request)
+        Ok((request, withheld))
     }
 }
 
@@ -235,7 +266,7 @@ impl fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
         f.debug_struct("HttpTransport")
-            .field("token", &inner.authorization.as_ref().map(|_| "***"))
+            .field("bearer", &inner.bearer)
             .field("request_timeout", &inner.request_timeout)
             .field("max_message_size", &inner.codec.max_size())
             .finish_non_exhaustive()
@@ -243,18 +274,57 @@ impl fmt::Debug for HttpTransport {
 }
 
 impl HttpTransportBuilder {
-    /// Takes `config`'s bearer token, its attempt timeout as the request
-    /// timeout and its message size limit.
+    /// Takes `config`'s bearer token, its token hosts and plain-text rule,
+    /// its CA bundle, its attempt timeout as the request timeout and its
+    /// message size limit.
     pub fn config(mut self, config: &Config) -> Self {
         self.token.clone_from(&config.http_token);
+        self.token_hosts
+            .extend(config.http_token_hosts.iter().cloned());
+        self.allow_plaintext_token = config.allow_plaintext_token;
+        self.tls_ca.clone_from(&config.tls_ca);
         self.request_timeout(config.attempt_timeout)
             .max_message_size(config.max_message_size)
     }
 
-    /// Sends `Authorization: Bearer {token}` with every message. Default:
-    /// none.
+    /// Sends `Authorization: Bearer {token}` with messages — but only where
+    /// it stays safe:
+    ///
+    /// * to the hosts of the resolver's configured base URLs
+    ///   ([`Resolve::configured_bases`]: the static routes and the
+    ///   PostOffice itself) and of [`token_host`](Self::token_host); a URL
+    ///   the PostOffice answers with for any other host is called without
+    ///   it, so registering a URL does not collect the token;
+    /// * and there over `https://`, or to loopback (`localhost`,
+    ///   `127.0.0.0/8`, `[::1]`), unless
+    ///   [`allow_plaintext_token`](Self::allow_plaintext_token).
+    ///
+    /// A call that goes without the token and is refused with `401` says
+    /// why the token was not sent. Default: none.
     pub fn token(mut self, token: Secret) -> Self {
         self.token = Some(token);
+        self
+    }
+
+    /// Another host the token may go to: `host` (any port) or `host:port`
+    /// (`STAGE7_HTTP_TOKEN_HOSTS`). Default: none besides the resolver's.
+    pub fn token_host(mut self, host: impl Into<String>) -> Self {
+        self.token_hosts.push(host.into());
+        self
+    }
+
+    /// Whether the token may cross plain `http://` to a host that is not
+    /// loopback (`STAGE7_ALLOW_PLAINTEXT_TOKEN`): only on a network you
+    /// trust. Default: false.
+    pub fn allow_plaintext_token(mut self, allow: bool) -> Self {
+        self.allow_plaintext_token = allow;
+        self
+    }
+
+    /// CA certificates trusted besides the system's roots for `https://`
+    /// peers (`STAGE7_TLS_CA_FILE`). Default: the system's roots only.
+    pub fn tls_ca(mut self, ca: CaBundle) -> Self {
+        self.tls_ca = Some(ca);
         self
     }
 
@@ -302,7 +372,8 @@ impl HttpTransportBuilder {
     /// # Errors
     ///
     /// [`Config`](crate::ErrorKind::Config) naming the invalid setting: a
-    /// zero timeout or size, or a token a header cannot carry.
+    /// zero timeout or size, a token a header cannot carry, a token host
+    /// that is not `host` or `host:port`.
     pub fn build(self) -> Result<HttpTransport> {
         for (name, value) in [
             ("connect timeout", self.connect_timeout),
@@ -319,16 +390,37 @@ impl HttpTransportBuilder {
                 "HTTP transport: message size limit must be positive",
             ));
         }
-        let authorization = self.token.as_ref().map(bearer).transpose()?;
+        let bearer = match &self.token {
+            Some(token) => {
+                let mut hosts = self
+                    .token_hosts
+                    .iter()
+                    .map(|host| {
+                        HostPattern::parse(host).map_err(|e| {
+                            Error::config(format!("HTTP transport: token host: {}", e.detail()))
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                hosts.extend(
+                    self.resolver
+                        .configured_bases()
+                        .iter()
+                        .filter_map(HostPattern::of),
+                );
+                Some(Bearer::new(token, hosts, self.allow_plaintext_token)?)
+            }
+            None => None,
+        };
         Ok(HttpTransport {
             inner: Arc::new(Inner {
                 client: new_client(
                     self.connect_timeout,
                     self.pool_idle_timeout,
                     self.pool_max_idle_per_host,
-                ),
+                    self.tls_ca.as_ref(),
+                )?,
                 resolver: self.resolver,
-                authorization,
+                bearer,
                 codec: Codec::new(self.max_message_size),
                 request_timeout: self.request_timeout,
             }),
@@ -340,6 +432,9 @@ impl fmt::Debug for HttpTransportBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpTransportBuilder")
             .field("token", &self.token)
+            .field("token_hosts", &self.token_hosts)
+            .field("allow_plaintext_token", &self.allow_plaintext_token)
+            .field("tls_ca", &self.tls_ca)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("pool_idle_timeout", &self.pool_idle_timeout)

@@ -43,8 +43,8 @@ impl ResolverChain {
     }
 
     /// The resolvers of `config`: its static routes, then the PostOffice at
-    /// [`Config::postoffice_url`] (with [`Config::http_token`]) if one is
-    /// set.
+    /// [`Config::postoffice_url`] (with [`Config::http_token`], its rules
+    /// and [`Config::tls_ca`]) if one is set.
     ///
     /// # Errors
     ///
@@ -52,9 +52,13 @@ impl ResolverChain {
     pub fn from_config(config: &Config) -> Result<Self> {
         let mut chain = Self::new().or(StaticResolver::from_config(config)?);
         if let Some(url) = &config.postoffice_url {
-            let mut postoffice = PostOfficeResolver::builder(url);
+            let mut postoffice = PostOfficeResolver::builder(url)
+                .allow_plaintext_token(config.allow_plaintext_token);
             if let Some(token) = &config.http_token {
                 postoffice = postoffice.token(token.clone());
+            }
+            if let Some(ca) = &config.tls_ca {
+                postoffice = postoffice.tls_ca(ca.clone());
             }
             chain = chain.or(postoffice.build()?);
         }
@@ -104,6 +108,14 @@ impl Resolve for ResolverChain {
         for resolver in &self.resolvers {
             resolver.unreachable(recipient, base);
         }
+    }
+
+    /// Every resolver's.
+    fn configured_bases(&self) -> Vec<Uri> {
+        self.resolvers
+            .iter()
+            .flat_map(|resolver| resolver.configured_bases())
+            .collect()
     }
 }
 

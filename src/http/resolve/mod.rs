@@ -69,6 +69,15 @@ pub trait Resolve: Send + Sync + 'static {
     fn unreachable(&self, recipient: &str, base: &Uri) {
         let _ = (recipient, base);
     }
+
+    /// The base URLs this resolver was configured with, as opposed to those
+    /// it finds at run time: the hosts the transport's bearer token may go
+    /// to (see [`HttpTransportBuilder::token`](super::HttpTransportBuilder::token)).
+    /// A registry's answers are not among them, so whoever registers a URL
+    /// does not collect the token. Default: none.
+    fn configured_bases(&self) -> Vec<Uri> {
+        Vec::new()
+    }
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Uri>> + Send>>;

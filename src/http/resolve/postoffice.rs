@@ -13,6 +13,7 @@ use crate::defaults;
 use crate::error::{Error, ErrorClass, ErrorKind, Result};
 use crate::http::postoffice_client::{PostOfficeClient, PostOfficeClientBuilder};
 use crate::secret::Secret;
+use crate::tls::CaBundle;
 use crate::url::parse_base;
 
 /// Cached PostOffice answers kept before expired ones are swept.
@@ -165,6 +166,11 @@ impl Resolve for PostOfficeResolver {
             tracing::debug!(recipient, %base, "forgot an address that refused a connection");
         }
     }
+
+    /// The PostOffice's own URL, never the URLs it answers with.
+    fn configured_bases(&self) -> Vec<Uri> {
+        vec![self.postoffice.base().clone()]
+    }
 }
 
 impl fmt::Debug for PostOfficeResolver {
@@ -200,9 +206,24 @@ impl PostOfficeResolverBuilder {
         self
     }
 
-    /// Sends `Authorization: Bearer {token}` with lookups. Default: none.
+    /// Sends `Authorization: Bearer {token}` with lookups, as
+    /// [`PostOfficeClientBuilder::token`] does. Default: none.
     pub fn token(mut self, token: Secret) -> Self {
         self.client = self.client.token(token);
+        self
+    }
+
+    /// Whether the token may cross plain `http://` to a PostOffice that is
+    /// not on loopback. Default: false.
+    pub fn allow_plaintext_token(mut self, allow: bool) -> Self {
+        self.client = self.client.allow_plaintext_token(allow);
+        self
+    }
+
+    /// CA certificates trusted besides the system's, for an `https://`
+    /// PostOffice. Default: none.
+    pub fn tls_ca(mut self, ca: CaBundle) -> Self {
+        self.client = self.client.tls_ca(ca);
         self
     }
 

@@ -37,7 +37,7 @@ impl StaticResolver {
     /// # Errors
     ///
     /// [`Config`](crate::ErrorKind::Config) naming a route whose URL is not
-    /// `http://host[:port][/prefix]`.
+    /// `http[s]://host[:port][/prefix]`.
     pub fn new<I, K, V>(routes: I) -> Result<Self>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -91,6 +91,11 @@ impl Resolve for StaticResolver {
             Some((_, uri)) => Ok(uri.clone()),
             None => Err(Error::no_route(recipient)),
         })
+    }
+
+    /// Every route's URL.
+    fn configured_bases(&self) -> Vec<Uri> {
+        self.routes.iter().map(|(_, uri)| uri.clone()).collect()
     }
 }
 

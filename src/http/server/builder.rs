@@ -20,13 +20,15 @@ use crate::handler::Handler;
 use crate::layer::dedup::DedupLayer;
 use crate::message::Codec;
 use crate::secret::Secret;
+use crate::tls::TlsIdentity;
 
 /// Settings of an HTTP endpoint, and [`bind`](Self::bind) or
 /// [`serve`](Self::serve) to run one; see [`HttpServer::builder`].
 #[derive(Clone)]
 pub struct HttpServerBuilder {
     max_body_size: usize,
-    token: Option<Secret>,
+    tokens: Vec<Secret>,
+    tls: Option<TlsIdentity>,
     header_read_timeout: Duration,
     request_timeout: Duration,
     max_concurrent_requests: usize,
@@ -37,7 +39,8 @@ impl HttpServerBuilder {
     pub(super) fn new() -> Self {
         Self {
             max_body_size: defaults::MAX_MESSAGE_SIZE,
-            token: None,
+            tokens: Vec::new(),
+            tls: None,
             header_read_timeout: defaults::SERVER_HEADER_READ_TIMEOUT,
             request_timeout: defaults::SERVER_HANDLER_TIMEOUT,
             max_concurrent_requests: defaults::SERVER_MAX_CONCURRENT_REQUESTS,
@@ -53,9 +56,22 @@ impl HttpServerBuilder {
     }
 
     /// Requires `Authorization: Bearer {token}` on `POST /message`; others
-    /// get `401`. Default: no token required.
+    /// get `401`. Call it again to accept several tokens — the old and the
+    /// new one while rotating (`STAGE7_HTTP_TOKENS`); each is compared in
+    /// constant time, and all of them every time. Default: no token
+    /// required.
     pub fn token(mut self, token: Secret) -> Self {
-        self.token = Some(token);
+        self.tokens.push(token);
+        self
+    }
+
+    /// Serves `https://` with `identity`'s certificate and key
+    /// (`STAGE7_TLS_CERT_FILE`, `STAGE7_TLS_KEY_FILE`); plain `http://`
+    /// is then refused. The handshake must end within the
+    /// [`header_read_timeout`](Self::header_read_timeout). Default: plain
+    /// `http://`.
+    pub fn tls(mut self, identity: TlsIdentity) -> Self {
+        self.tls = Some(identity);
         self
     }
 
@@ -132,9 +148,10 @@ impl HttpServerBuilder {
         let endpoint = Arc::new(Endpoint {
             handler: self.dedup.unwrap_or_default().layer(handler),
             codec: Codec::new(self.max_body_size),
-            token: self.token,
+            tokens: self.tokens.into(),
             permits: Semaphore::new(self.max_concurrent_requests),
             request_timeout: self.request_timeout,
+            header_read_timeout: self.header_read_timeout,
             ready: ready.clone(),
         });
         let mut http = http1::Builder::new();
@@ -142,7 +159,8 @@ impl HttpServerBuilder {
             .header_read_timeout(self.header_read_timeout)
             .keep_alive(true);
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept::run(listener, endpoint, http, stopped));
+        let tls = self.tls.as_ref().map(TlsIdentity::acceptor);
+        let task = tokio::spawn(accept::run(listener, endpoint, http, tls, stopped));
         Ok(HttpServer {
             local_addr,
             ready,
@@ -164,12 +182,8 @@ impl HttpServerBuilder {
         {
             return invalid("max concurrent requests must be between 1 and 2^61 - 1");
         }
-        if self
-            .token
-            .as_ref()
-            .is_some_and(|token| token.expose().is_empty())
-        {
-            return invalid("the bearer token must not be empty");
+        if self.tokens.iter().any(|token| token.expose().is_empty()) {
+            return invalid("a bearer token must not be empty");
         }
         Ok(())
     }
@@ -179,7 +193,8 @@ impl fmt::Debug for HttpServerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpServerBuilder")
             .field("max_body_size", &self.max_body_size)
-            .field("token", &self.token)
+            .field("tokens", &self.tokens)
+            .field("tls", &self.tls.is_some())
             .field("header_read_timeout", &self.header_read_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("max_concurrent_requests", &self.max_concurrent_requests)

@@ -27,9 +27,12 @@ const READY_PATH: &str = "/ready";
 pub(super) struct Endpoint<H> {
     pub(super) handler: Dedup<H>,
     pub(super) codec: Codec,
-    pub(super) token: Option<Secret>,
+    /// The tokens accepted; none means no token is required.
+    pub(super) tokens: Box<[Secret]>,
     pub(super) permits: Semaphore,
     pub(super) request_timeout: Duration,
+    /// Also the limit on a TLS handshake.
+    pub(super) header_read_timeout: Duration,
     pub(super) ready: Arc<AtomicBool>,
 }
 
@@ -79,9 +82,7 @@ impl<H: Handler> Endpoint<H> {
     }
 
     async fn message(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        if let Some(token) = &self.token
-            && !authorized(request.headers(), token)
-        {
+        if !self.tokens.is_empty() && !authorized(request.headers(), &self.tokens) {
             return failure(
                 StatusCode::UNAUTHORIZED,
                 &Error::new(
@@ -228,15 +229,19 @@ fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     response
 }
 
-/// `Authorization: Bearer {token}`, compared in constant time.
-fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
+/// `Authorization: Bearer {token}` with one of `tokens`, each compared in
+/// constant time and all of them every time: how long a refusal takes
+/// tells nothing about which token came closest.
+fn authorized(headers: &HeaderMap, tokens: &[Secret]) -> bool {
     const SCHEME: &[u8] = b"bearer ";
     let Some(value) = headers.get(AUTHORIZATION).map(HeaderValue::as_bytes) else {
         return false;
     };
     match value.split_at_checked(SCHEME.len()) {
         Some((scheme, given)) if scheme.eq_ignore_ascii_case(SCHEME) => {
-            constant_time_eq(given, token.expose().as_bytes())
+            tokens.iter().fold(false, |found, token| {
+                found | constant_time_eq(given, token.expose().as_bytes())
+            })
         }
         _ => false,
     }
@@ -268,7 +273,7 @@ mod tests {
 
     #[test]
     fn bearer_scheme_is_case_insensitive_and_required() {
-        let token = Secret::new("tok");
+        let token = [Secret::new("tok")];
         let headers = |value: &'static str| {
             let mut headers = HeaderMap::new();
             headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
@@ -279,6 +284,20 @@ mod tests {
         assert!(!authorized(&headers("Basic tok"), &token));
         assert!(!authorized(&headers("Bearer"), &token));
         assert!(!authorized(&HeaderMap::new(), &token));
+    }
+
+    #[test]
+    fn any_of_several_tokens_is_accepted() {
+        let tokens = [Secret::new("old"), Secret::new("new")];
+        let headers = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
+            headers
+        };
+        assert!(authorized(&headers("Bearer old"), &tokens));
+        assert!(authorized(&headers("Bearer new"), &tokens));
+        assert!(!authorized(&headers("Bearer older"), &tokens));
+        assert!(!authorized(&headers("Bearer"), &tokens));
     }
 
     #[test]
