@@ -80,6 +80,9 @@ pub mod config;
 pub mod defaults;
 pub mod entity;
 pub mod error;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod handler;
 pub mod http;
 pub mod layer;

@@ -119,7 +119,9 @@ impl HostPattern {
     pub(crate) fn parse(text: &str) -> Result<Self> {
         let invalid = || Error::config(format!("`{text}` is not a host or host:port"));
         let authority: Authority = text.trim().parse().map_err(|_| invalid())?;
-        if authority.as_str().contains('@') || authority.host().is_empty() {
+        let after_host = &authority.as_str()[authority.host().len()..];
+        let bad_port = !after_host.is_empty() && authority.port_u16().is_none();
+        if authority.as_str().contains('@') || authority.host().is_empty() || bad_port {
             return Err(invalid());
         }
         Ok(Self {

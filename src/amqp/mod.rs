@@ -333,6 +333,29 @@ impl fmt::Debug for AmqpTransport {
     }
 }
 
+/// Decodes a delivery as the consumer decodes a message and the reply
+/// consumer a reply, from `data`: a big-endian `u16` length, that many bytes
+/// of AMQP basic properties as they arrive in a content header, then the
+/// body. Neither may panic, whatever the bytes. For `cargo fuzz` (`fuzz/`)
+/// and the test that replays its corpus.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz_delivery(data: &[u8]) {
+    let Some((length, rest)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let (properties, body) =
+        rest.split_at(usize::from(u16::from_be_bytes(*length)).min(rest.len()));
+    let Ok((_, properties)) = lapin::protocol::basic::parse_properties(properties) else {
+        return;
+    };
+    let mut delivery =
+        lapin::message::Delivery::mock(1, "".into(), "message.fuzz".into(), false, body.to_vec());
+    delivery.properties = properties;
+    let codec = crate::message::Codec::new(64 * 1024);
+    let _ = consumer::decode(&delivery, codec);
+    let _ = rpc::read_reply(&delivery, codec);
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -269,7 +269,7 @@ impl Rpc {
 /// every other class becomes [`UnknownOutcome`](ErrorClass::UnknownOutcome).
 /// A peer answering "not delivered" after its handler ran would otherwise
 /// have the caller fall back and run the message a second time.
-fn read_reply(delivery: &AmqpDelivery, codec: Codec) -> Result<Message, Error> {
+pub(super) fn read_reply(delivery: &AmqpDelivery, codec: Codec) -> Result<Message, Error> {
     let is_error = delivery
         .properties
         .headers()

@@ -79,7 +79,7 @@ async fn settle(channels: &Channels, delivery: &AmqpDelivery, dead_lettered: Res
         .await;
 }
 
-fn decode(delivery: &AmqpDelivery, codec: Codec) -> Result<Message, Error> {
+pub(crate) fn decode(delivery: &AmqpDelivery, codec: Codec) -> Result<Message, Error> {
     if let Some(content_type) = delivery.properties.content_type()
         && !is_json(content_type.as_str())
     {

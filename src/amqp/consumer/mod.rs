@@ -18,6 +18,8 @@ use tokio::task::JoinSet;
 
 pub use self::builder::SubscriberBuilder;
 pub(crate) use self::builder::expiry_ms;
+#[cfg(any(test, fuzzing))]
+pub(crate) use self::delivery::decode;
 use super::AmqpTransport;
 use super::acks::Acks;
 use super::reply_to::ReplyQueues;

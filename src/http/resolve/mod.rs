@@ -197,7 +197,13 @@ mod tests {
 
     #[test]
     fn unusable_urls_are_config_errors() {
-        for url in ["https://x", "ftp://x", "http://", "x y", "http://x/?q=1"] {
+        for url in [
+            "ftp://x",
+            "http://",
+            "x y",
+            "http://x/?q=1",
+            "https://u:p@x",
+        ] {
             let error = StaticResolver::new([("brain", url)]).unwrap_err();
             assert!(error.is_config(), "{url}: {error}");
             assert!(error.to_string().contains("route `brain`"), "{error}");

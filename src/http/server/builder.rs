@@ -144,22 +144,10 @@ impl HttpServerBuilder {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::config(format!("HTTP endpoint: no local address: {e}")))?;
-        let ready = Arc::new(AtomicBool::new(true));
-        let endpoint = Arc::new(Endpoint {
-            handler: self.dedup.unwrap_or_default().layer(handler),
-            codec: Codec::new(self.max_body_size),
-            tokens: self.tokens.into(),
-            permits: Semaphore::new(self.max_concurrent_requests),
-            request_timeout: self.request_timeout,
-            header_read_timeout: self.header_read_timeout,
-            ready: ready.clone(),
-        });
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
-            .keep_alive(true);
-        let (stop, stopped) = oneshot::channel();
         let tls = self.tls.as_ref().map(TlsIdentity::acceptor);
+        let (endpoint, http) = self.parts(handler);
+        let ready = endpoint.ready.clone();
+        let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(accept::run(listener, endpoint, http, tls, stopped));
         Ok(HttpServer {
             local_addr,
@@ -167,6 +155,24 @@ impl HttpServerBuilder {
             stop,
             task,
         })
+    }
+
+    /// What every connection shares: the endpoint and hyper's settings.
+    pub(super) fn parts<H: Handler>(self, handler: H) -> (Arc<Endpoint<H>>, http1::Builder) {
+        let endpoint = Arc::new(Endpoint {
+            handler: self.dedup.unwrap_or_default().layer(handler),
+            codec: Codec::new(self.max_body_size),
+            tokens: self.tokens.into(),
+            permits: Semaphore::new(self.max_concurrent_requests),
+            request_timeout: self.request_timeout,
+            header_read_timeout: self.header_read_timeout,
+            ready: Arc::new(AtomicBool::new(true)),
+        });
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .keep_alive(true);
+        (endpoint, http)
     }
 
     fn validate(&self) -> Result<()> {

@@ -120,6 +120,44 @@ impl HttpServer {
     }
 }
 
+/// The bearer token the fuzzed endpoint accepts.
+#[cfg(any(test, fuzzing))]
+pub(crate) const FUZZ_TOKEN: &str = "fuzz-token";
+
+/// Serves one in-memory connection that sends `data` and then closes its
+/// side, as the endpoint serves a real one (token [`FUZZ_TOKEN`], an echo
+/// handler, a 64 KiB body limit); returns what the endpoint wrote back.
+/// For `cargo fuzz` (`fuzz/`) and the test that replays its corpus.
+#[cfg(any(test, fuzzing))]
+pub(crate) async fn fuzz_connection(data: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let echo = tower::service_fn(|m: crate::message::Message| async move {
+        let content = m.content().cloned().unwrap_or_default();
+        Ok::<_, std::convert::Infallible>(Some(m.reply(content)))
+    });
+    let (endpoint, mut http) = HttpServer::builder()
+        .token(crate::secret::Secret::new(FUZZ_TOKEN))
+        .max_body_size(64 * 1024)
+        .parts(echo);
+    // The input ends with the client's end of stream; answer what came
+    // before it, as a client that waits would see.
+    http.half_close(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let (mut client, server) = tokio::io::duplex(16 * 1024);
+    let serving = accept::serve(server, endpoint, &http, graceful.watcher());
+    let talking = async move {
+        // Either side may stop early; what was written back is the answer.
+        let _ = client.write_all(data).await;
+        let _ = client.shutdown().await;
+        let mut answer = Vec::new();
+        let _ = client.read_to_end(&mut answer).await;
+        answer
+    };
+    let (_, answer) = tokio::join!(serving, talking);
+    answer
+}
+
 impl fmt::Debug for HttpServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpServer")
