@@ -3,6 +3,7 @@
 
 pub(crate) mod peer;
 pub(crate) mod proxy;
+pub(crate) mod tls;
 
 use stage7_transport::defaults;
 use std::collections::{HashMap, HashSet};

@@ -30,7 +30,15 @@ impl Peer {
     where
         F: Fn(Received) -> Response<Full<Bytes>> + Send + Sync + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a peer");
+        Self::start_on("127.0.0.1:0".parse().unwrap(), respond).await
+    }
+
+    /// [`start`](Self::start) on `addr` instead of 127.0.0.1.
+    pub(crate) async fn start_on<F>(addr: SocketAddr, respond: F) -> Self
+    where
+        F: Fn(Received) -> Response<Full<Bytes>> + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind(addr).await.expect("bind a peer");
         let addr = listener.local_addr().expect("peer address");
         let requests = Arc::new(AtomicUsize::new(0));
         let (counted, respond) = (requests.clone(), Arc::new(respond));
@@ -56,7 +64,7 @@ impl Peer {
         Self { addr, requests }
     }
 
-    /// `http://127.0.0.1:port`.
+    /// `http://{address}:{port}`.
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
