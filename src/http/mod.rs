@@ -4,8 +4,10 @@
 //! # Wire contract (docs/ARCHITECTURE.md, wire format)
 //!
 //! `POST {base}/message` with the message as JSON, `Content-Type:
-//! application/json`, `X-Request-ID: {id}` and, when a token is configured,
-//! `Authorization: Bearer {token}`. A synchronous message is answered `200`
+//! application/json`, `X-Request-ID: {id}` and, when a token is configured
+//! and the base's host may have it
+//! ([`HttpTransportBuilder::token`]), `Authorization: Bearer {token}`. The
+//! base is `http://` or `https://` ([`tls`](crate::tls)). A synchronous message is answered `200`
 //! with the reply message as body, an asynchronous one `202`. Errors are
 //! JSON [`ErrorBody`](crate::ErrorBody)s, `{"error": "...", "kind": "..."}`;
 //! the [`server`] module lists which status each failure gets.
@@ -18,6 +20,7 @@
 //! | outcome | class |
 //! |---|---|
 //! | connection refused, connect timeout, connection closed before the request was written | [`NotDelivered`](crate::ErrorClass::NotDelivered) (`unavailable`) |
+//! | TLS handshake failed: certificate not trusted, wrong name, expired | `NotDelivered` (`tls`) |
 //! | `404`: no `/message` there, or no such recipient | `NotDelivered` (`no_route`) |
 //! | `429`, or `503` with our endpoint's refusal body (overloaded, not ready) | `NotDelivered`, with the peer's `Retry-After` |
 //! | other `4xx` | [`Rejected`](crate::ErrorClass::Rejected), with the peer's error text — never retried |

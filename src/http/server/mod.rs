@@ -27,6 +27,12 @@
 //! | synchronous message, handler returned no reply | `422` | `protocol` |
 //! | the handler's reply cannot be encoded (too large) | `422` | the encoder's |
 //!
+//! With [`tls`](HttpServerBuilder::tls) the endpoint serves `https://`
+//! only; a client whose TLS handshake does not end within the header read
+//! timeout is disconnected. With [`token`](HttpServerBuilder::token) it
+//! requires one of its tokens on `POST /message` (`/healthy` and `/ready`
+//! stay open, for probes).
+//!
 //! Clients that send their headers too slowly are disconnected after
 //! [`header_read_timeout`](HttpServerBuilder::header_read_timeout), which also
 //! closes keep-alive connections idle that long.
