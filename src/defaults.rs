@@ -100,8 +100,8 @@ pub const HTTP_POOL_MAX_IDLE_PER_HOST: usize = 256;
 /// host only.
 pub const SERVER_LISTEN: &str = "127.0.0.1:0";
 
-/// Time a client has to send its request headers (and the longest a
-/// keep-alive connection stays idle): 30 s.
+/// Time a client has to send its request headers (and to finish its TLS
+/// handshake, and the longest a keep-alive connection stays idle): 30 s.
 pub const SERVER_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Time the endpoint gives one request to be read and handled: 30 s, the
 /// call deadline, the longest any sender waits with the defaults.
