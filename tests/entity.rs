@@ -552,15 +552,16 @@ async fn the_postoffice_gets_the_bearer_token_on_registration_and_lookups() {
         .await
         .unwrap();
     *callee_url.lock().unwrap() = brain.url().to_owned();
-    let caller = support::entity(
-        "Caller",
-        &unique("caller"),
-        idle(),
-        config(Some(&postoffice.url())),
-    )
-    .start()
-    .await
-    .unwrap();
+    // A URL the PostOffice names gets the token only when its host is one
+    // the caller was configured with.
+    let mut caller_config = config(Some(&postoffice.url()));
+    caller_config
+        .http_token_hosts
+        .push(brain.url().trim_start_matches("http://").to_owned());
+    let caller = support::entity("Caller", &unique("caller"), idle(), caller_config)
+        .start()
+        .await
+        .unwrap();
 
     let delivery = caller
         .call(Message::request("brain-1", json!("found you")))
